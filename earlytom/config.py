@@ -1,0 +1,147 @@
+"""EarlyTomConfig and the authors' presets (DESIGN §3)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from earlytom.errors import ConfigError
+
+# (task, retention) -> (tau, prune_layers), as tuned per benchmark by the authors.
+PRESETS: dict[str, dict[float, tuple[float, tuple[int, ...]]]] = {
+    "videomme": {
+        0.10: (0.3, (10, 21, 23)),
+        0.15: (0.4, (8, 21, 23)),
+        0.20: (0.5, (8, 21, 23)),
+        0.25: (0.7, (10, 21, 23)),
+    },
+    "mvbench": {
+        0.10: (0.65, (8, 14, 20)),
+        0.15: (0.8, (6, 14, 20)),
+        0.20: (0.8, (6, 14, 20)),
+        0.25: (0.8, (6, 14, 20)),
+    },
+    "longvideobench": {
+        0.10: (0.3, (10, 21, 23)),
+        0.15: (0.5, (10, 21, 23)),
+        0.20: (0.6, (10, 21, 23)),
+        0.25: (0.8, (4, 14, 24)),
+    },
+    "egoschema": {
+        0.10: (0.3, (10, 21, 23)),
+        0.15: (0.5, (10, 21, 23)),
+        0.20: (0.6, (10, 21, 23)),
+        0.25: (0.7, (10, 21, 23)),
+    },
+}
+DEFAULT_TASK = "videomme"
+DEFAULT_RETENTION = 0.10
+
+
+@dataclass(frozen=True)
+class EarlyTomConfig:
+    """All settings of the algorithm. Defaults are the `videomme` preset at 10 % retention.
+
+    retention: fraction of the B·P pooled visual tokens kept (0, 1].
+    prune_layers: vision layers after which frames are merged, strictly increasing.
+    tau: segmentation threshold on the smoothed frame similarity.
+    ema: smoothing factor α of the streaming segmentation.
+    max_window: a segment is closed when it would reach this many frames.
+    drop_last_middle: reproduce the released code, which drops the last middle frame when the
+        merge walk ends on it; False keeps that frame (the corrected variant).
+    inner_layer, inner_ratio: Stage III (inner-LLM merge) decoder layer and fraction dropped.
+    enabled: False runs the stock model (no merge, no selection).
+    """
+
+    retention: float = DEFAULT_RETENTION
+    prune_layers: tuple[int, ...] = field(default=(10, 21, 23))
+    tau: float = 0.3
+    ema: float = 0.9
+    max_window: int = 6
+    drop_last_middle: bool = True
+    inner_layer: int = 18
+    inner_ratio: float = 0.5
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        # A list from JSON or the CLI is accepted and frozen into a tuple.
+        object.__setattr__(self, "prune_layers", tuple(int(x) for x in self.prune_layers))
+        check_retention(self.retention)
+        if not self.prune_layers:
+            raise ConfigError("prune_layers=() is empty: give at least one vision layer index, e.g. 10,21,23")
+        if any(layer < 0 for layer in self.prune_layers):
+            raise ConfigError(f"prune_layers={list(self.prune_layers)} has a negative layer: indices are >= 0")
+        if any(b <= a for a, b in zip(self.prune_layers, self.prune_layers[1:], strict=False)):
+            raise ConfigError(
+                f"prune_layers={list(self.prune_layers)} must be strictly increasing, e.g. "
+                f"{sorted(set(self.prune_layers))}"
+            )
+        _check_range("tau", self.tau, -1.0, 1.0, "[-1, 1] (a cosine similarity)")
+        _check_range("ema", self.ema, 0.0, 1.0, "(0, 1]", low_open=True)
+        if not isinstance(self.max_window, int) or self.max_window < 2:
+            raise ConfigError(f"max_window={self.max_window} is out of range: must be an integer >= 2")
+        if not isinstance(self.inner_layer, int) or self.inner_layer < 1:
+            raise ConfigError(f"inner_layer={self.inner_layer} is out of range: must be an integer >= 1")
+        _check_range("inner_ratio", self.inner_ratio, 0.0, 1.0, "[0, 1)", high_open=True)
+
+    def check_model(self, *, vision_layers: int, language_layers: int) -> None:
+        """Raise ConfigError when the layer indices do not exist in the model."""
+        if not self.enabled:
+            return
+        if self.prune_layers[-1] >= vision_layers:
+            raise ConfigError(
+                f"prune_layers={list(self.prune_layers)} has layer {self.prune_layers[-1]}, but the vision "
+                f"encoder has {vision_layers} layers (0..{vision_layers - 1})"
+            )
+        if self.inner_layer >= language_layers:
+            raise ConfigError(
+                f"inner_layer={self.inner_layer} is out of range: the language model has {language_layers} "
+                f"layers (1..{language_layers - 1})"
+            )
+
+    def replace(self, **changes: Any) -> EarlyTomConfig:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["prune_layers"] = list(self.prune_layers)
+        return data
+
+
+def preset(task: str = DEFAULT_TASK, retention: float = DEFAULT_RETENTION, **overrides: Any) -> EarlyTomConfig:
+    """The authors' setting for `task` at `retention`; keyword overrides replace single fields."""
+    check_retention(retention)
+    if task not in PRESETS:
+        raise ConfigError(f"unknown preset '{task}': choose one of {', '.join(PRESETS)}")
+    table = PRESETS[task]
+    key = next((r for r in table if math.isclose(r, retention, abs_tol=1e-9)), None)
+    if key is None:
+        have = ", ".join(f"{r:.2f}" for r in table)
+        raise ConfigError(
+            f"preset '{task}' has no setting for retention={retention} (it has {have}); "
+            "give tau and prune_layers yourself for other ratios"
+        )
+    tau, layers = table[key]
+    return EarlyTomConfig(retention=retention, tau=tau, prune_layers=layers, **overrides)
+
+
+def check_retention(retention: float) -> None:
+    _check_range("retention", retention, 0.0, 1.0, "(0, 1]", low_open=True)
+
+
+def _check_range(
+    name: str,
+    value: float,
+    low: float,
+    high: float,
+    allowed: str,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    ok = isinstance(value, int | float) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        raise ConfigError(f"{name}={value} is out of range: must be in {allowed}")

@@ -1,0 +1,31 @@
+"""Errors the user can fix (one line in the CLI, exit 1) versus our own bugs (a traceback).
+
+Every class here is a user error. Anything else that escapes is a bug in earlytom and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class EarlyTomError(Exception):
+    """A problem the user can fix. The message is one line: what is wrong and what to do."""
+
+
+class ConfigError(EarlyTomError):
+    """An invalid compression setting (ratio, layer, preset...)."""
+
+
+class VideoError(EarlyTomError):
+    """A video that is missing, not a video, or has no decodable frame."""
+
+
+class ModelError(EarlyTomError):
+    """An unknown model name, or weights that are not available locally."""
+
+
+class InputError(EarlyTomError):
+    """Any other invalid argument (an empty prompt, a bad device name...)."""
+
+
+class MissingDependencyError(EarlyTomError):
+    """An optional dependency is not installed; the message names the extra to install."""

@@ -1,0 +1,95 @@
+"""Slow, literal transcriptions of DESIGN §3 used as test oracles (per-pair cosine, Python loops)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def sim(a: torch.Tensor, b: torch.Tensor) -> float:
+    return F.cosine_similarity(a.double(), b.double(), dim=-1).mean().item()
+
+
+def segments(hidden: torch.Tensor, tau: float, ema: float, max_window: int) -> list[tuple[int, int]]:
+    out, start, anchor, s_hat = [], 0, hidden[0], 1.0
+    for i in range(1, hidden.shape[0]):
+        s_hat = ema * sim(anchor, hidden[i]) + (1 - ema) * s_hat
+        if s_hat < tau or i - start + 1 >= max_window:
+            out.append((start, i - 1))
+            start, anchor, s_hat = i, hidden[i], 1.0
+    out.append((start, hidden.shape[0] - 1))
+    return out
+
+
+def merge(hidden, scores, tau, ema, max_window, drop_last_middle=True):
+    frames, frame_scores = [], []
+    for s, e in segments(hidden, tau, ema, max_window):
+        seg = list(range(s, e + 1))
+        if len(seg) <= 2:
+            chosen = [(i, i, 1.0) for i in seg]
+        else:
+            mids = seg[1:-1]
+            chosen = [(s, s, 1.0)]
+            if len(mids) < 2:
+                chosen += [(m, m, 1.0) for m in mids]
+            else:
+                tau_m = sim(hidden[s], hidden[e])
+                sims = [sim(hidden[mids[j]], hidden[mids[j + 1]]) for j in range(len(mids) - 1)]
+                i = 0
+                while i < len(mids) - 1:
+                    if i + 1 < len(mids) - 1:
+                        ok = sims[i] > tau_m and sims[i] > sims[i + 1]
+                        w = sims[i] / (sims[i] + sims[i + 1])
+                    else:
+                        ok, w = sims[i] > tau_m, 1.0
+                    if ok:
+                        chosen.append((mids[i], mids[i + 1], w))
+                        i += 2
+                    else:
+                        chosen.append((mids[i], mids[i], 1.0))
+                        i += 1
+                if i == len(mids) - 1 and not drop_last_middle:
+                    chosen.append((mids[i], mids[i], 1.0))
+            chosen.append((e, e, 1.0))
+        for a, b, w in chosen:
+            frames.append(w * hidden[a].double() + (1 - w) * hidden[b].double())
+            if scores is not None:
+                frame_scores.append(w * scores[a].double() + (1 - w) * scores[b].double())
+    merged_scores = torch.stack(frame_scores) if scores is not None else None
+    return torch.stack(frames), merged_scores
+
+
+def select(features, scores, groups, retention, base_frames):
+    """Token-by-token selection in the documented group order: head, statics, tail."""
+    num_frames, p, _ = features.shape
+    r_hat = min(retention * base_frames / num_frames, 1.0)
+    k_d, k_s = math.ceil(p * r_hat), max(1, round(p * r_hat))
+    picks: list[tuple[int, int]] = []
+
+    def dynamic(t):
+        order = sorted(range(p), key=lambda j: (-scores[t, j].item(), j))[:k_d]
+        return [(t, j) for j in sorted(order)]
+
+    def static(t):
+        base, extra = divmod(p, k_s)
+        out, start = [], 0
+        for w in range(k_s):
+            size = base + (1 if w < extra else 0)
+            window = list(range(start, start + size))
+            best = max(window, key=lambda j: (scores[t, j].item(), -j))
+            out.append((t, best))
+            start += size
+        return out
+
+    for s, e in groups:
+        if e - s + 1 <= 2:
+            for t in range(s, e + 1):
+                picks += dynamic(t)
+        else:
+            picks += dynamic(s)
+            for t in range(s + 1, e):
+                picks += static(t)
+            picks += dynamic(e)
+    return picks
