@@ -71,7 +71,9 @@ class EarlyTomConfig:
         if not self.prune_layers:
             raise ConfigError("prune_layers=() is empty: give at least one vision layer index, e.g. 10,21,23")
         if any(layer < 0 for layer in self.prune_layers):
-            raise ConfigError(f"prune_layers={list(self.prune_layers)} has a negative layer: indices are >= 0")
+            raise ConfigError(
+                f"prune_layers={list(self.prune_layers)} has a negative layer: indices are >= 0"
+            )
         if any(b <= a for a, b in zip(self.prune_layers, self.prune_layers[1:], strict=False)):
             raise ConfigError(
                 f"prune_layers={list(self.prune_layers)} must be strictly increasing, e.g. "
@@ -109,7 +111,9 @@ class EarlyTomConfig:
         return data
 
 
-def preset(task: str = DEFAULT_TASK, retention: float = DEFAULT_RETENTION, **overrides: Any) -> EarlyTomConfig:
+def preset(
+    task: str = DEFAULT_TASK, retention: float = DEFAULT_RETENTION, **overrides: Any
+) -> EarlyTomConfig:
     """The authors' setting for `task` at `retention`; keyword overrides replace single fields."""
     check_retention(retention)
     if task not in PRESETS:
@@ -123,7 +127,8 @@ def preset(task: str = DEFAULT_TASK, retention: float = DEFAULT_RETENTION, **ove
             "give tau and prune_layers yourself for other ratios"
         )
     tau, layers = table[key]
-    return EarlyTomConfig(retention=retention, tau=tau, prune_layers=layers, **overrides)
+    fields: dict[str, Any] = {"retention": retention, "tau": tau, "prune_layers": layers}
+    return EarlyTomConfig(**(fields | overrides))
 
 
 def check_retention(retention: float) -> None:
@@ -145,3 +150,19 @@ def _check_range(
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
         raise ConfigError(f"{name}={value} is out of range: must be in {allowed}")
+
+
+def build_config(
+    task: str = DEFAULT_TASK,
+    retention: float = DEFAULT_RETENTION,
+    *,
+    tau: float | None = None,
+    prune_layers: tuple[int, ...] | None = None,
+    **overrides: Any,
+) -> EarlyTomConfig:
+    """The preset for (task, retention) with single fields replaced; with both `tau` and
+    `prune_layers` given, any retention works and the preset table is not consulted."""
+    if tau is not None and prune_layers is not None:
+        return EarlyTomConfig(retention=retention, tau=tau, prune_layers=prune_layers, **overrides)
+    chosen = {"tau": tau, "prune_layers": prune_layers}
+    return preset(task, retention, **{k: v for k, v in chosen.items() if v is not None}, **overrides)

@@ -17,3 +17,30 @@ def jobs_mp4() -> Path:
     if not JOBS_MP4.exists():
         pytest.skip(f"test clip {JOBS_MP4} is not present")
     return JOBS_MP4
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder with the tiny model built once for the whole session."""
+    from earlytom.models.tiny import tiny_path
+
+    cache = tmp_path_factory.mktemp("earlytom-cache")
+    tiny_path(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_cache: Path):
+    import torch
+
+    from earlytom.models.registry import load_model
+
+    return load_model("tiny", device=torch.device("cpu"), dtype=torch.float32, cache_dir=tiny_cache)
+
+
+@pytest.fixture(scope="session")
+def jobs_frames(jobs_mp4: Path):
+    """32 frames of the paper's clip, decoded once."""
+    from earlytom.models.video import load_video
+
+    return load_video(jobs_mp4, 32)

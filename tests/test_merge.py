@@ -83,7 +83,11 @@ def test_identical_middle_frames_merge_into_one() -> None:
     frames = torch.stack([base, middle, middle, other, base + 0.6 * torch.randn(12, 8)])
     result = merge_frames(frames, tau=0.0)
     assert result.segments == [(0, 4)]
-    assert [(b.first, b.second) for b in result.plan] == [(0, 0), (1, 2), (4, 4)]  # `other` is the quirk's drop
+    assert [(b.first, b.second) for b in result.plan] == [
+        (0, 0),
+        (1, 2),
+        (4, 4),
+    ]  # `other` is the quirk's drop
     torch.testing.assert_close(result.hidden[1], middle)
     fixed = merge_frames(frames, tau=0.0, drop_last_middle=False)
     assert [(b.first, b.second) for b in fixed.plan] == [(0, 0), (1, 2), (3, 3), (4, 4)]

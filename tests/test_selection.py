@@ -57,7 +57,9 @@ def test_token_count_formula(frames: int, retention: float) -> None:
     r_hat = min(retention * 32 / frames, 1.0)
     k_d, k_s = math.ceil(P * r_hat), max(1, round(P * r_hat))
     expected = sum(k_d if kind == DYNAMIC else k_s for kind in kinds)
-    got = select_tokens(torch.zeros(frames, P, 2), torch.rand(frames, P), groups, retention=retention, base_frames=32)
+    got = select_tokens(
+        torch.zeros(frames, P, 2), torch.rand(frames, P), groups, retention=retention, base_frames=32
+    )
     assert got.tokens.shape[0] == expected
     assert token_budget(P, frames, retention=retention, base_frames=32).dynamic == k_d
 
@@ -92,8 +94,18 @@ def test_static_frame_takes_window_argmax() -> None:
 
 
 def test_group_kinds_and_order() -> None:
-    assert frame_kinds([(0, 0), (1, 2), (3, 6)], 7) == [DYNAMIC, DYNAMIC, DYNAMIC, DYNAMIC, STATIC, STATIC, DYNAMIC]
-    got = select_tokens(torch.randn(7, P, 4), torch.rand(7, P), [(0, 0), (1, 2), (3, 6)], retention=0.1, base_frames=7)
+    assert frame_kinds([(0, 0), (1, 2), (3, 6)], 7) == [
+        DYNAMIC,
+        DYNAMIC,
+        DYNAMIC,
+        DYNAMIC,
+        STATIC,
+        STATIC,
+        DYNAMIC,
+    ]
+    got = select_tokens(
+        torch.randn(7, P, 4), torch.rand(7, P), [(0, 0), (1, 2), (3, 6)], retention=0.1, base_frames=7
+    )
     frame_ids = got.frame_ids.tolist()
     assert frame_ids == sorted(frame_ids)  # head, statics, tail: time order
     for frame in range(7):

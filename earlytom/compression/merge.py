@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 
@@ -71,14 +72,16 @@ def plan_merge(
     return tuple(plan)
 
 
-def _plan_segment(sim: Callable[[int, int], float], start: int, end: int, drop_last_middle: bool) -> list[Blend]:
+def _plan_segment(
+    sim: Callable[[int, int], float], start: int, end: int, drop_last_middle: bool
+) -> list[Blend]:
     if end - start + 1 <= 2:
         return [Blend.keep(i) for i in range(start, end + 1)]
     middle = list(range(start + 1, end))
     if len(middle) < 2:
         return [Blend.keep(start), *(Blend.keep(i) for i in middle), Blend.keep(end)]
     threshold = sim(start, end)  # τ_m: how alike the segment's two ends are
-    pair = [sim(a, b) for a, b in zip(middle, middle[1:], strict=False)]  # s_j = sim(G_j, G_j+1)
+    pair = [sim(a, b) for a, b in pairwise(middle)]  # s_j = sim(G_j, G_j+1)
     last = len(middle) - 1
     plan = [Blend.keep(start)]
     i = 0
@@ -111,5 +114,7 @@ def apply_plan(frames: torch.Tensor, plan: tuple[Blend, ...]) -> torch.Tensor:
     second = torch.tensor([b.second for b in plan], dtype=torch.long, device=device)
     weight = torch.tensor([b.weight for b in plan], dtype=torch.float32, device=device)
     weight = weight.view(-1, *([1] * (frames.dim() - 1)))  # (T', 1, ...) broadcast over tokens
-    blended = frames.index_select(0, first).float() * weight + frames.index_select(0, second).float() * (1 - weight)
+    blended = frames.index_select(0, first).float() * weight + frames.index_select(0, second).float() * (
+        1 - weight
+    )
     return blended.to(frames.dtype)

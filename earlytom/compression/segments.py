@@ -11,7 +11,9 @@ from earlytom.compression.similarity import SimilarityBand
 Segment = tuple[int, int]  # inclusive [start, end]
 
 
-def segment_frames(hidden: torch.Tensor, *, tau: float, ema: float = 0.9, max_window: int = 6) -> list[Segment]:
+def segment_frames(
+    hidden: torch.Tensor, *, tau: float, ema: float = 0.9, max_window: int = 6
+) -> list[Segment]:
     """Split T frames (T, S, D) into contiguous segments of similar frames.
 
     Anchor = first frame of the current segment; smoothed score ŝ starts at 1. For each next frame

@@ -32,7 +32,9 @@ class TokenSelection:
     positions: torch.Tensor  # (N,) int64, raster index in the pooled grid
 
 
-def token_budget(tokens_per_frame: int, num_frames: int, *, retention: float, base_frames: int) -> TokenBudget:
+def token_budget(
+    tokens_per_frame: int, num_frames: int, *, retention: float, base_frames: int
+) -> TokenBudget:
     """k_d = ceil(P·r̂), k_s = max(1, round(P·r̂)) with r̂ = min(r·B/T', 1)."""
     scaled = min(retention * base_frames / num_frames, 1.0)
     dynamic = min(math.ceil(tokens_per_frame * scaled), tokens_per_frame)

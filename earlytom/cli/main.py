@@ -1,0 +1,165 @@
+"""`earlytom` command line: parses options and calls the library; user errors are one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from earlytom.config import DEFAULT_RETENTION, DEFAULT_TASK, PRESETS, build_config
+from earlytom.errors import ConfigError, EarlyTomError
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def friendly_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """EarlyTomError -> `error: <message>` on stderr and exit 1; --verbose keeps the traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, verbose: bool = False, **kwargs: Any) -> None:
+        _quiet_libraries(verbose)
+        try:
+            command(*args, **kwargs)
+        except EarlyTomError as exc:
+            if verbose:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return click.option("--verbose", is_flag=True, help="Show tracebacks and library logs.")(wrapper)
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    if not verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
+def parse_layers(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--prune-layers '{text}' is not a comma-separated list of layer indices") from exc
+
+
+def progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="earlytom")
+def cli() -> None:
+    """EarlyTom: visual token compression inside the vision encoder of Video-LLMs."""
+
+
+@cli.command()
+@click.option(
+    "--model",
+    default="tiny",
+    show_default=True,
+    help="tiny, llava-ov-0.5b, llava-ov-7b (local weights), or a checkpoint folder.",
+)
+@click.option(
+    "--random-weights", is_flag=True, help="Real 0.5b/7b architecture with random weights (timing only)."
+)
+@click.option("--video", required=True, help="Video file to answer about.")
+@click.option("--prompt", required=True, help="Question or instruction about the video.")
+@click.option(
+    "--preset",
+    "task",
+    default=DEFAULT_TASK,
+    show_default=True,
+    type=click.Choice(list(PRESETS)),
+    help="Which benchmark's tuned (tau, prune layers) to use.",
+)
+@click.option(
+    "--retention",
+    default=DEFAULT_RETENTION,
+    show_default=True,
+    type=float,
+    help="Fraction of visual tokens kept (presets: 0.1, 0.15, 0.2, 0.25).",
+)
+@click.option("--tau", type=float, help="Override the preset's segmentation threshold.")
+@click.option("--prune-layers", help="Override the preset's prune layers, e.g. 10,21,23.")
+@click.option("--max-window", default=6, show_default=True, type=int, help="Frames per segment limit.")
+@click.option(
+    "--keep-last-middle",
+    is_flag=True,
+    help="Keep the middle frame the released code drops (corrected variant).",
+)
+@click.option("--no-compress", is_flag=True, help="Run the stock model: no merging, all tokens.")
+@click.option(
+    "--frames", default=32, show_default=True, type=int, help="Frames sampled uniformly from the video."
+)
+@click.option("--max-new-tokens", default=32, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--dtype",
+    default="auto",
+    show_default=True,
+    type=click.Choice(DTYPES),
+    help="auto: float16 on CUDA, float32 on CPU.",
+)
+@click.option(
+    "--warmup",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Untimed runs before the reported one (TTFT of a cold first run is not representative).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the summary.")
+@friendly_errors
+def run(
+    model: str, random_weights: bool, video: str, prompt: str, task: str, retention: float, tau: float | None,
+    prune_layers: str | None, max_window: int, keep_last_middle: bool, no_compress: bool, frames: int,
+    max_new_tokens: int, device: str, dtype: str, warmup: int, as_json: bool,
+) -> None:  # fmt: skip
+    """Answer a prompt about a video with EarlyTom compression and print the TTFT breakdown."""
+    import torch
+
+    from earlytom.cli.report import summary
+    from earlytom.models.video import ShortVideoWarning, load_video
+    from earlytom.runtime.pipeline import EarlyTomPipeline
+
+    config = build_config(
+        task, retention, tau=tau, prune_layers=parse_layers(prune_layers), max_window=max_window,
+        drop_last_middle=not keep_last_middle, enabled=not no_compress,
+    )  # fmt: skip
+    # Decode first: a bad video should fail before a model load that can take a minute.
+    progress(f"decoding {video} ...")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ShortVideoWarning)
+        decoded = load_video(video, frames)
+    for warning in caught:
+        progress(f"warning: {warning.message}")
+    progress(f"loading {model}{' (random weights)' if random_weights else ''} ...")
+    pipeline = EarlyTomPipeline.from_pretrained(
+        model, config=config, device=device, dtype=None if dtype == "auto" else getattr(torch, dtype),
+        random_weights=random_weights, num_frames=frames,
+    )  # fmt: skip
+    for _ in range(max(0, warmup)):
+        progress("warm-up run ...")
+        pipeline(decoded, prompt, max_new_tokens=1)
+    result = pipeline(decoded, prompt, max_new_tokens=max_new_tokens)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        click.echo(summary(result, task=task, video=Path(video)))
+
+
+def main() -> None:
+    cli(prog_name="earlytom")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Which models earlytom knows and how each one loads (never from the network)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from earlytom.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    hub_id: str | None  # None: built locally
+    summary: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "tiny", None, "random-weight LLaVA-OneVision, real 27×27 grid and 26 vision layers, built locally"
+        ),
+        ModelSpec("llava-ov-0.5b", "llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "LLaVA-OneVision Qwen2-0.5B"),
+        ModelSpec("llava-ov-7b", "llava-hf/llava-onevision-qwen2-7b-ov-hf", "LLaVA-OneVision Qwen2-7B"),
+    )
+}
+
+# The published configs of the two checkpoints, so `random_weights` needs no download.
+_VISION: dict[str, Any] = dict(
+    hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,
+    image_size=384, patch_size=14, layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh", vision_use_head=False,
+)  # fmt: skip
+_TEXT: dict[str, dict[str, Any]] = {
+    "llava-ov-0.5b": dict(
+        hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+        num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True,
+    ),
+    "llava-ov-7b": dict(
+        hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+        num_key_value_heads=4, vocab_size=152128, tie_word_embeddings=False,
+    ),
+}  # fmt: skip
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: Any  # LlavaOnevisionForConditionalGeneration, eval mode
+    tokenizer: Any
+    source: str  # a folder, or "random weights"
+
+    @property
+    def video_token_id(self) -> int:
+        return int(self.model.config.video_token_id)
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        found = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            found.add(int(self.tokenizer.eos_token_id))
+        return found
+
+
+def architecture_config(name: str) -> Any:
+    """The LlavaOnevisionConfig of a known checkpoint, built without any download."""
+    from transformers import LlavaOnevisionConfig, Qwen2Config, SiglipVisionConfig
+
+    if name not in _TEXT:
+        raise ModelError(f"--random-weights needs a known architecture: one of {', '.join(_TEXT)}")
+    text = Qwen2Config(
+        **_TEXT[name],
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+    )
+    return LlavaOnevisionConfig(
+        vision_config=SiglipVisionConfig(**_VISION),
+        text_config=text,
+        image_token_index=151646,
+        video_token_index=151647,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        tie_word_embeddings=text.tie_word_embeddings,
+    )
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    random_weights: bool = False,
+    cache_dir: Path | None = None,
+) -> LoadedModel:
+    """Load a registered model, or a local folder holding a LLaVA-OneVision checkpoint."""
+    from earlytom.models.tiny import tiny_path
+
+    if name_or_path == "tiny":
+        return _from_folder("tiny", tiny_path(cache_dir), device, dtype)
+    spec = MODELS.get(name_or_path)
+    if spec is not None and random_weights:
+        return _random(spec, device, dtype, cache_dir)
+    if spec is not None:
+        return _from_folder(spec.name, spec.hub_id or spec.name, device, dtype, hub=True)
+    if Path(name_or_path).is_dir():
+        return _from_folder(name_or_path, Path(name_or_path), device, dtype)
+    raise ModelError(
+        f"unknown model '{name_or_path}': choose one of {', '.join(MODELS)} or give a local checkpoint folder"
+    )
+
+
+def _from_folder(
+    name: str, where: str | Path, device: torch.device, dtype: torch.dtype, hub: bool = False
+) -> LoadedModel:
+    from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
+
+    try:
+        # local_files_only: a folder, or the hub cache when the user downloaded the weights; never fetch.
+        model: Any = LlavaOnevisionForConditionalGeneration.from_pretrained(
+            where, dtype=dtype, local_files_only=True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        if hub:
+            raise ModelError(
+                f"weights of {name} ({where}) are not in the local Hugging Face cache: download them first "
+                f"(`hf download {where}`), pass a local folder as --model, or use --random-weights for timing"
+            ) from exc
+        raise ModelError(
+            f"'{where}' is not a loadable LLaVA-OneVision checkpoint: {_first_line(exc)}"
+        ) from exc
+    return LoadedModel(name, model.to(device).eval(), tokenizer, str(where))
+
+
+def _random(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_dir: Path | None) -> LoadedModel:
+    from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
+
+    from earlytom.models.tiny import tiny_path
+
+    config = architecture_config(spec.name)
+    with torch.device(device):
+        model = LlavaOnevisionForConditionalGeneration._from_config(config, dtype=dtype)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec.hub_id, local_files_only=True)
+    except (OSError, ValueError):
+        # No real tokenizer cached: the tiny one's ids all exist in the real vocabulary, which is
+        # enough to time the architecture (the weights are random anyway).
+        tokenizer = AutoTokenizer.from_pretrained(tiny_path(cache_dir))
+    return LoadedModel(spec.name, model.eval(), tokenizer, "random weights")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,205 @@
+"""The embedded default model `tiny`: a random-weight LLaVA-OneVision built locally.
+
+Why it exists: the tests and the README's first command need a model that loads with the stock
+`transformers` classes without any hub download. `tiny` is built on the spot from a fixed seed and
+a tokenizer trained here on an embedded corpus, then cached under `default_cache_dir()`.
+
+Its widths are tiny, but its geometry is the real one: SigLIP at 384 px with 14 px patches (a
+27×27 = 729-token grid per frame) and all 26 vision layers, so the paper's presets (layer indices
+such as 10, 21, 23, per-frame token budgets) apply unchanged; the language side has Qwen2's 24
+layers. The outputs are meaningless; the shapes, ids and code paths are the real ones.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    GenerationConfig,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    SiglipVisionConfig,
+)
+from transformers.utils import logging as hf_logging
+
+from earlytom.models.prompt import LLAVA_OV_CHAT_TEMPLATE
+
+# Bump whenever anything below changes what gets built: it names the cache folder.
+TINY_VERSION = "1"
+
+SEED = 20250101
+TARGET_VOCAB = 1000
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+
+_SUBJECTS = (
+    "a man|a woman|two children|the dog|a cyclist|an old chef|the players|a young girl|a teacher|the crowd|"
+    "a farmer|the musician|a tall boy|the dancers|a police officer|a small cat|the driver|a student|"
+    "the audience|a painter|a doctor|the baby|a fisherman|the referee|a couple|the waiter"
+)
+_VERBS = (
+    "walks runs cooks jumps dances reads plays waves talks sings climbs swims throws catches opens "
+    "closes carries pushes pulls drives rides paints writes laughs smiles points holds drops kicks "
+    "watches follows cleans builds cuts pours lifts shakes sits stands sleeps eats drinks"
+)
+_PLACES = (
+    "in the park|on a busy street|in a kitchen|at the beach|near a river|inside the room|on the stage|"
+    "in a forest|at the station|on a mountain|in the garden|behind the house|across the bridge|"
+    "in a classroom|at the market|under a tree|in the snow|beside a lake|on the football field|"
+    "in an office|at the airport|in the museum"
+)
+_COLOURS = "red blue green yellow black white orange purple grey brown pink golden silver dark bright"
+_THINGS = (
+    "car ball shirt hat door bicycle table umbrella kite boat guitar camera phone book bottle window "
+    "chair bag jacket flag horse train bus plate cup knife box lamp clock picture ladder rope bucket "
+    "tent sign flower basket helmet scarf shoe"
+)
+_OPENERS = (
+    "In this video,|The video shows that|At the start,|Later in the clip,|Finally,|Suddenly,|"
+    "Meanwhile,|Then|After a few seconds,|In the background,|Near the end,|Slowly,"
+)
+_QUESTIONS = (
+    "Describe the video.|What happens in the video?|What colour is the car?|How many people are there?|"
+    "Where does the scene take place?|What is the person doing?|Answer with a single word.|"
+    "Summarize the clip in one sentence.|Which object appears first?|Why does the camera move quickly?"
+)
+
+
+def _corpus() -> list[str]:
+    """About 1200 plain English sentences, generated deterministically from the word lists."""
+    subjects, verbs, places = _SUBJECTS.split("|"), _VERBS.split(), _PLACES.split("|")
+    colours, things, openers = _COLOURS.split(), _THINGS.split(), _OPENERS.split("|")
+    lines = _QUESTIONS.split("|")
+    for i in range(600):  # co-prime strides so every word meets many others
+        subject, verb, place = subjects[i % len(subjects)], verbs[i * 5 % len(verbs)], places[i * 3 % 22]
+        colour, thing, opener = colours[i * 7 % 15], things[i * 11 % len(things)], openers[i % 12]
+        lines.append(f"{opener} {subject} {verb} the {colour} {thing} {place}.")
+        lines.append(f"{subject.capitalize()} {verb} {place}. {colour.capitalize()} {thing}s everywhere.")
+    return lines
+
+
+def _token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
+    return int(tokenizer.convert_tokens_to_ids(token))  # type: ignore[arg-type]
+
+
+def default_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/earlytom, or ~/.cache/earlytom."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "earlytom"
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on the embedded corpus; the special tokens are single ids."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TARGET_VOCAB,
+        min_frequency=1,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=32768,
+        padding_side="left",
+    )
+    tokenizer.chat_template = LLAVA_OV_CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_config(tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionConfig:
+    """Real vision geometry (384 px, 14 px patches, 26 layers), tiny widths; 24 Qwen2 layers."""
+    vision = SiglipVisionConfig(
+        image_size=384,
+        patch_size=14,
+        num_hidden_layers=26,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        layer_norm_eps=1e-6,
+        hidden_act="gelu_pytorch_tanh",
+        vision_use_head=False,
+    )
+    text = Qwen2Config(
+        vocab_size=-(-len(tokenizer) // 64) * 64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=24,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        eos_token_id=_token_id(tokenizer, "<|im_end|>"),
+    )
+    return LlavaOnevisionConfig(
+        vision_config=vision,
+        text_config=text,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        projector_hidden_act="gelu",
+        image_token_index=_token_id(tokenizer, "<image>"),
+        video_token_index=_token_id(tokenizer, "<video>"),
+        tie_word_embeddings=False,
+    )
+
+
+def build_tiny(out_dir: Path) -> None:
+    """Write the model (safetensors), tokenizer and generation config into `out_dir`; deterministic."""
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer()
+    config = tiny_config(tokenizer)
+    with torch.random.fork_rng(devices=[]):  # the caller's RNG state is left untouched
+        torch.manual_seed(SEED)
+        model = LlavaOnevisionForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        eos_token_id=_token_id(tokenizer, "<|im_end|>"),
+        pad_token_id=_token_id(tokenizer, "<|endoftext|>"),
+    )
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # save_pretrained draws a shard bar; callers report progress
+    try:
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def tiny_path(cache_dir: Path | None = None) -> Path:
+    """The cached `tiny` folder, built first if missing.
+
+    The build goes into a temporary folder inside `cache_dir` that is then renamed into place, so
+    the final path never holds a partial model; if another process got there first, ours is dropped.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    final = cache_dir / f"tiny-v{TINY_VERSION}"
+    if final.is_dir():
+        return final
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tiny-v{TINY_VERSION}-", dir=cache_dir))
+    try:
+        build_tiny(tmp)
+        for entry in [tmp, *tmp.iterdir()]:  # mkdtemp / atomic writers leave 0700 / 0600 behind
+            entry.chmod(0o755 if entry.is_dir() else 0o644)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():  # not a lost race: a real failure
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
