@@ -21,10 +21,10 @@ def jobs_mp4() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache folder with the tiny model built once for the whole session."""
+    """$XDG_CACHE_HOME/earlytom with the tiny model built once for the whole session."""
     from earlytom.models.tiny import tiny_path
 
-    cache = tmp_path_factory.mktemp("earlytom-cache")
+    cache = tmp_path_factory.mktemp("xdg-cache") / "earlytom"
     tiny_path(cache)
     return cache
 

@@ -18,11 +18,7 @@ from earlytom.cli.main import cli
 @pytest.fixture
 def runner(tiny_cache: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tiny_cache.parent))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tiny_cache / "empty-hub"))  # no real weights here
-    if tiny_cache.name != "earlytom":  # the cache lives at $XDG_CACHE_HOME/earlytom
-        link = tiny_cache.parent / "earlytom"
-        if not link.exists():
-            link.symlink_to(tiny_cache)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tiny_cache.parent / "empty-hub"))  # no real weights here
     return CliRunner()
 
 
@@ -155,3 +151,15 @@ def test_console_script_runs(tiny_cache: Path, jobs_mp4: Path) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["frames_per_stage"][0] == 4
+
+
+@pytest.mark.slow
+def test_random_weights_real_architecture(runner: CliRunner, jobs_mp4: Path) -> None:
+    """llava-ov-0.5b with random weights: the real SigLIP-so400m + Qwen2-0.5B, nothing downloaded."""
+    result = run(runner, "--model", "llava-ov-0.5b", "--random-weights", "--video", str(jobs_mp4), "--prompt",
+                 "Hi", "--frames", "4", "--json", "--warmup", "0", "--max-new-tokens", "2")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["model"] == "llava-ov-0.5b" and data["frames_per_stage"][0] == 4
+    assert data["visual_tokens_before"] == 4 * 196 + 1
+    assert data["visual_tokens_after"] <= 4 * 196 + 1

@@ -1,0 +1,45 @@
+"""The README's two commands are the real ones: the first runs here, the second is what CI calls."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+
+def readme_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.S)
+    assert block is not None and text.index("```bash") < text.index("## "), "commands come first"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_two_commands_setup_then_main_job_and_tests() -> None:
+    main_job, tests = readme_commands()
+    assert main_job.startswith("bash scripts/setup.sh && earlytom run --model tiny")
+    assert tests == "bash scripts/test.sh"
+    assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text()
+
+
+@pytest.mark.slow
+def test_main_job_command_runs(tiny_cache: Path, jobs_mp4: Path) -> None:
+    main_job = readme_commands()[0].split("&&", 1)[1]
+    argv = shlex.split(main_job)
+    exe = Path(sys.executable).with_name(argv[0])
+    argv[0] = str(exe) if exe.exists() else argv[0]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tiny_cache.parent)}
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    frames = re.search(
+        r"^frames\s+32 → (\d+) \(layer 10\) → (\d+) \(layer 21\) → (\d+) \(layer 23\)", done.stdout, re.M
+    )
+    assert frames is not None, done.stdout
+    assert int(frames.group(3)) < 32
+    tokens = re.search(r"^tokens\s+6273 → (\d+) visual tokens", done.stdout, re.M)
+    assert tokens is not None and abs(int(tokens.group(1)) - 628.2) < 0.05 * 628

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import pytest
+
+from earlytom.errors import ModelError
+from earlytom.models.registry import MODELS, architecture_config
+
+
+@pytest.mark.parametrize(
+    ("name", "text_layers", "width", "vocab"),
+    [("llava-ov-0.5b", 24, 896, 151936), ("llava-ov-7b", 28, 3584, 152128)],
+)
+def test_published_architectures(name: str, text_layers: int, width: int, vocab: int) -> None:
+    config = architecture_config(name)
+    vision = config.vision_config
+    assert (vision.image_size // vision.patch_size) ** 2 == 729
+    assert (vision.num_hidden_layers, vision.hidden_size) == (26, 1152)
+    assert config.vision_feature_layer == -1 and config.vision_feature_select_strategy == "full"
+    text = config.text_config
+    assert (text.num_hidden_layers, text.hidden_size, text.vocab_size) == (text_layers, width, vocab)
+    assert config.video_token_id == 151647
+    assert MODELS[name].hub_id.startswith("llava-hf/llava-onevision-qwen2-")
+
+
+def test_random_weights_needs_a_known_architecture() -> None:
+    with pytest.raises(ModelError, match="known architecture"):
+        architecture_config("tiny")
