@@ -100,6 +100,8 @@ BAD = {
     "unsorted prune layers": (["--prune-layers", "21,10,23"], "strictly increasing"),
     "real model not local": (["--model", "llava-ov-7b"], "not in the local Hugging Face cache"),
     "empty prompt": (["--prompt", " "], "prompt is empty"),
+    "placeholder in prompt": (["--prompt", "what is in <video>?"], "must not contain '<video>'"),
+    "folder that is no checkpoint": (["--model", "{tmp}"], "is not a loadable LLaVA-OneVision checkpoint"),
     "untabled retention": (["--retention", "0.3"], "no setting for retention=0.3"),
     "bad device": (["--device", "tpu:x"], "unknown device 'tpu:x'"),
 }  # fmt: skip

@@ -128,6 +128,7 @@ def run(
     import torch
 
     from earlytom.cli.report import summary
+    from earlytom.models.prompt import check_prompt
     from earlytom.models.video import ShortVideoWarning, load_video
     from earlytom.runtime.pipeline import EarlyTomPipeline
 
@@ -135,7 +136,8 @@ def run(
         task, retention, tau=tau, prune_layers=parse_layers(prune_layers), max_window=max_window,
         drop_last_middle=not keep_last_middle, enabled=not no_compress,
     )  # fmt: skip
-    # Decode first: a bad video should fail before a model load that can take a minute.
+    # Check inputs and decode first: they should fail before a model load that can take a minute.
+    check_prompt(prompt)
     progress(f"decoding {video} ...")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ShortVideoWarning)

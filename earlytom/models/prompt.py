@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from earlytom.errors import InputError
+from earlytom.errors import InputError, ModelError
 
 VIDEO_PLACEHOLDER = "<video>"
 
@@ -34,10 +34,16 @@ LLAVA_OV_CHAT_TEMPLATE = (
 )
 
 
-def render_video_prompt(tokenizer: Any, prompt: str) -> str:
-    """The chat-formatted text of one user turn holding one video and `prompt`."""
+def check_prompt(prompt: str) -> None:
     if not prompt.strip():
         raise InputError("the prompt is empty: pass a question or instruction with --prompt")
+    if VIDEO_PLACEHOLDER in prompt:
+        raise InputError(f"the prompt must not contain '{VIDEO_PLACEHOLDER}': the video is placed for you")
+
+
+def render_video_prompt(tokenizer: Any, prompt: str) -> str:
+    """The chat-formatted text of one user turn holding one video and `prompt`."""
+    check_prompt(prompt)
     template = (
         tokenizer.chat_template if "video" in (tokenizer.chat_template or "") else LLAVA_OV_CHAT_TEMPLATE
     )
@@ -45,9 +51,9 @@ def render_video_prompt(tokenizer: Any, prompt: str) -> str:
     text = tokenizer.apply_chat_template(
         conversation, chat_template=template, tokenize=False, add_generation_prompt=True
     )
-    if text.count(VIDEO_PLACEHOLDER) != 1:
-        raise InputError(
-            f"the prompt must not contain '{VIDEO_PLACEHOLDER}' itself: the video is placed for you"
+    if text.count(VIDEO_PLACEHOLDER) != 1:  # a tokenizer's own template that misplaces videos
+        raise ModelError(
+            f"the chat template rendered {text.count(VIDEO_PLACEHOLDER)} video placeholders, not 1"
         )
     return str(text)
 

@@ -13,6 +13,7 @@ import torch
 
 from earlytom.compression import Segment, select_tokens
 from earlytom.config import EarlyTomConfig
+from earlytom.errors import ModelError
 from earlytom.models.encoder import CompressingVisionEncoder
 
 
@@ -41,22 +42,23 @@ class VideoPath:
         self.config = config
         hf_config = llava.config
         if not isinstance(hf_config.vision_feature_layer, int):
-            raise ValueError("models that concatenate several vision feature layers are not supported")
+            raise ModelError("models that concatenate several vision feature layers are not supported")
+        if hf_config.vision_feature_select_strategy != "full":
+            # LLaVA-OneVision's SigLIP has no CLS token: every checkpoint uses all 729 tokens.
+            raise ModelError(
+                f"vision_feature_select_strategy={hf_config.vision_feature_select_strategy!r} is not "
+                "supported: EarlyTom needs the full 27×27 token grid ('full')"
+            )
         self.encoder = CompressingVisionEncoder(
             llava.vision_tower, config, vision_feature_layer=hf_config.vision_feature_layer
         )
-        self.select_strategy = hf_config.vision_feature_select_strategy
 
     @torch.no_grad()
     def encode(self, pixel_values: torch.Tensor) -> EncodedVideo:
         """pixel_values (T, 3, H, W) -> projected features of the frames left after Stage I."""
         out = self.encoder(pixel_values)
-        hidden, scores = out.hidden, out.scores
-        if self.select_strategy == "default":  # drop a CLS token (SigLIP towers have none)
-            hidden = hidden[:, 1:]
-            scores = None if scores is None else scores[:, 1:]
-        features = self.llava.multi_modal_projector(hidden)  # (T', S, C)
-        return EncodedVideo(features, scores, out.groups, out.frames_per_stage)
+        features = self.llava.multi_modal_projector(out.hidden)  # (T', S, C)
+        return EncodedVideo(features, out.scores, out.groups, out.frames_per_stage)
 
     @torch.no_grad()
     def tokens(self, encoded: EncodedVideo) -> VideoTokens:
