@@ -8,7 +8,7 @@ import pytest
 import reference_loops as ref
 import torch
 
-from earlytom.compression import merge_frames, segment_frames
+from earlytom.compression import SimilarityBand, frame_similarity, merge_frames, segment_frames
 
 
 def scene_video(seed: int, frames: int, tokens: int = 12, width: int = 8) -> torch.Tensor:
@@ -141,3 +141,14 @@ def test_cuda_matches_cpu() -> None:
     gpu = merge_frames(hidden.cuda(), tau=0.3)
     assert gpu.segments == cpu.segments and gpu.plan == cpu.plan
     torch.testing.assert_close(gpu.hidden.cpu(), cpu.hidden)
+
+
+def test_similarity_band_equals_pairwise_definition() -> None:
+    hidden = scene_video(7, 9)
+    band = SimilarityBand(hidden, max_offset=5)
+    for a in range(9):
+        for b in range(a, min(9, a + 6)):
+            assert band(a, b) == pytest.approx(frame_similarity(hidden[a], hidden[b]), abs=1e-6)
+            assert band(a, b) == pytest.approx(ref.sim(hidden[a], hidden[b]), abs=1e-6)
+    with pytest.raises(IndexError):
+        band(0, 8)
