@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from earlytom.errors import ModelError
+from earlytom.models.architectures import architecture_config
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +33,6 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 
-# The published configs of the two checkpoints, so `random_weights` needs no download.
-_VISION: dict[str, Any] = dict(
-    hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,
-    image_size=384, patch_size=14, layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh", vision_use_head=False,
-)  # fmt: skip
-_TEXT: dict[str, dict[str, Any]] = {
-    "llava-ov-0.5b": dict(
-        hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-        num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True,
-    ),
-    "llava-ov-7b": dict(
-        hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-        num_key_value_heads=4, vocab_size=152128, tie_word_embeddings=False,
-    ),
-}  # fmt: skip
-
 
 @dataclass
 class LoadedModel:
@@ -67,29 +52,6 @@ class LoadedModel:
         if self.tokenizer.eos_token_id is not None:
             found.add(int(self.tokenizer.eos_token_id))
         return found
-
-
-def architecture_config(name: str) -> Any:
-    """The LlavaOnevisionConfig of a known checkpoint, built without any download."""
-    from transformers import LlavaOnevisionConfig, Qwen2Config, SiglipVisionConfig
-
-    if name not in _TEXT:
-        raise ModelError(f"--random-weights needs a known architecture: one of {', '.join(_TEXT)}")
-    text = Qwen2Config(
-        **_TEXT[name],
-        max_position_embeddings=32768,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
-    )
-    return LlavaOnevisionConfig(
-        vision_config=SiglipVisionConfig(**_VISION),
-        text_config=text,
-        image_token_index=151646,
-        video_token_index=151647,
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
-        tie_word_embeddings=text.tie_word_embeddings,
-    )
 
 
 def load_model(

@@ -24,11 +24,10 @@ from transformers import (
     LlavaOnevisionConfig,
     LlavaOnevisionForConditionalGeneration,
     PreTrainedTokenizerFast,
-    Qwen2Config,
-    SiglipVisionConfig,
 )
 from transformers.utils import logging as hf_logging
 
+from earlytom.models.architectures import SIGLIP_VISION, llava_onevision_config
 from earlytom.models.prompt import LLAVA_OV_CHAT_TEMPLATE
 
 # Bump whenever anything below changes what gets built: it names the cache folder.
@@ -119,41 +118,25 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_config(tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionConfig:
-    """Real vision geometry (384 px, 14 px patches, 26 layers), tiny widths; 24 Qwen2 layers."""
-    vision = SiglipVisionConfig(
-        image_size=384,
-        patch_size=14,
-        num_hidden_layers=26,
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=2,
-        layer_norm_eps=1e-6,
-        hidden_act="gelu_pytorch_tanh",
-        vision_use_head=False,
+    """The real SigLIP geometry (384 px, 14 px patches, 26 layers) at tiny widths; 24 Qwen2 layers."""
+    vision = SIGLIP_VISION | {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2}
+    text = {
+        "vocab_size": -(-len(tokenizer) // 64) * 64,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "tie_word_embeddings": False,
+        "eos_token_id": _token_id(tokenizer, "<|im_end|>"),
+    }
+    config: LlavaOnevisionConfig = llava_onevision_config(
+        vision,
+        text,
+        image_token_id=_token_id(tokenizer, "<image>"),
+        video_token_id=_token_id(tokenizer, "<video>"),
     )
-    text = Qwen2Config(
-        vocab_size=-(-len(tokenizer) // 64) * 64,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=24,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=32768,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e6},
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        eos_token_id=_token_id(tokenizer, "<|im_end|>"),
-    )
-    return LlavaOnevisionConfig(
-        vision_config=vision,
-        text_config=text,
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
-        projector_hidden_act="gelu",
-        image_token_index=_token_id(tokenizer, "<image>"),
-        video_token_index=_token_id(tokenizer, "<video>"),
-        tie_word_embeddings=False,
-    )
+    return config
 
 
 def build_tiny(out_dir: Path) -> None:
