@@ -7,10 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 from click.testing import CliRunner
+from videos import write_video
 
 from earlytom.cli.main import cli
 
@@ -69,26 +68,6 @@ def write_text(path: Path) -> Path:
     return path
 
 
-def write_empty_video(path: Path) -> Path:
-    """A valid container with a video stream and not a single frame."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        container.start_encoding()  # header only (AVI keeps an empty video stream, MP4 would drop it)
-    return path
-
-
-def write_tiny_video(path: Path, frames: int = 3) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(frames):
-            image = np.full((48, 64, 3), 40 * i, dtype=np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
 BAD = {
     "missing video": (["--video", "{tmp}/nope.mp4"], "nope.mp4"),
     "non-video file": (["--video", "{text}"], "not a video"),
@@ -115,7 +94,7 @@ def test_bad_input_is_one_line_and_exit_1(
     names = {
         "tmp": str(tmp_path),
         "text": str(write_text(tmp_path / "notes.mp4")),
-        "empty": str(write_empty_video(tmp_path / "empty.avi")),
+        "empty": str(write_video(tmp_path / "empty.avi", 0)),  # AVI keeps an empty video stream
     }
     args = [a.format(**names) for a in args]
     defaults = {"--video": str(jobs_mp4), "--prompt": "Describe."}
@@ -130,7 +109,7 @@ def test_bad_input_is_one_line_and_exit_1(
 
 
 def test_short_video_warns_and_repeats(runner: CliRunner, tmp_path: Path) -> None:
-    video = write_tiny_video(tmp_path / "short.mp4", frames=3)
+    video = write_video(tmp_path / "short.mp4", 3)
     result = run(runner, "--video", str(video), "--prompt", "Hi", "--frames", "8", "--json", "--warmup", "0",
                  "--max-new-tokens", "1")  # fmt: skip
     assert result.exit_code == 0, result.stderr

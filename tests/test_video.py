@@ -14,6 +14,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from videos import write_video
 
 from earlytom.errors import InputError, VideoError
 from earlytom.models import video as video_mod
@@ -22,35 +23,12 @@ from earlytom.models.video import DecodedVideo, ShortVideoWarning, load_video, s
 JOBS = Path(__file__).resolve().parents[2] / "shared/data/jobs.mp4"
 
 
-def _frame_rgb(index: int, width: int, height: int) -> np.ndarray:
-    rgb = np.zeros((height, width, 3), dtype=np.uint8)  # (H, W, 3)
-    rgb[..., 0] = 16 * (index % 16) + 8
-    rgb[..., 1] = 16 * (index // 16) + 8
-    rgb[..., 2] = 128
-    return rgb
-
-
 def _frame_index(frame: torch.Tensor) -> int:
     """The index encoded in a decoded (H, W, 3) frame; asserts the colour is close to a code."""
     r, g, _ = frame.reshape(-1, 3).double().mean(0).tolist()
     low, high = round((r - 8) / 16), round((g - 8) / 16)
     assert abs(r - (16 * low + 8)) < 6 and abs(g - (16 * high + 8)) < 6, (r, g)
     return 16 * high + low
-
-
-def write_video(path: Path, num_frames: int, width: int = 96, height: int = 64, fps: int = 25) -> Path:
-    """An mpeg4 video of `num_frames` index-coded frames (zero frames: header only)."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.bit_rate = 5_000_000  # high enough that flat colours survive within ~3 levels
-        # PyAV writes the header lazily at the first packet; force it so empty files exist.
-        container.start_encoding()
-        for i in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(_frame_rgb(i, width, height), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())  # flush
-    return path
 
 
 def write_audio(path: Path) -> Path:
