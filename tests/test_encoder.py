@@ -10,7 +10,8 @@ from transformers import LlavaOnevisionForConditionalGeneration
 
 from earlytom.config import EarlyTomConfig
 from earlytom.models.attention import layer_with_received_attention
-from earlytom.models.encoder import CompressingVisionEncoder, feature_layer_count
+from earlytom.models.encoder import CompressingVisionEncoder
+from earlytom.models.vision import VisionSide, feature_layer_count
 from earlytom.models.preprocess import preprocess_frames
 
 
@@ -22,7 +23,8 @@ def pixels(jobs_frames) -> torch.Tensor:
 def test_compression_off_equals_hf_feature_layer(tiny_loaded, pixels) -> None:
     tower = tiny_loaded.model.model.vision_tower
     stock = tower(pixels, output_hidden_states=True).hidden_states[-1]
-    out = CompressingVisionEncoder(tower, EarlyTomConfig(enabled=False))(pixels)
+    vision = VisionSide.from_llava(tiny_loaded.model.model)
+    out = CompressingVisionEncoder(vision, EarlyTomConfig(enabled=False))(pixels)
     assert out.frames_per_stage == (8,) and out.scores is None
     torch.testing.assert_close(out.hidden, stock, atol=0, rtol=0)
 
@@ -49,8 +51,8 @@ def test_scoring_layer_equals_hf_layer_and_eager_attention(tiny_loaded, tiny_cac
 
 def test_compressing_run_on_real_frames(tiny_loaded, jobs_frames) -> None:
     pixels = preprocess_frames(jobs_frames.frames)
-    tower = tiny_loaded.model.model.vision_tower
-    out = CompressingVisionEncoder(tower, EarlyTomConfig())(pixels)
+    vision = VisionSide.from_llava(tiny_loaded.model.model)
+    out = CompressingVisionEncoder(vision, EarlyTomConfig())(pixels)
     frames = out.frames_per_stage
     assert len(frames) == 4 and frames[0] == 32
     assert all(b <= a for a, b in pairwise(frames)) and frames[-1] < 32

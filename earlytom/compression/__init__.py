@@ -1,6 +1,7 @@
 """The EarlyTom algorithm in pure torch (DESIGN §3). Never imports transformers."""
 
 from earlytom.compression.merge import Blend, MergeResult, apply_plan, merge_frames, plan_merge
+from earlytom.compression.planner import MergePlanner, SelectionInputs
 from earlytom.compression.segments import Segment, segment_frames, segments_from_similarity
 from earlytom.compression.selection import (
     DYNAMIC,
@@ -9,6 +10,8 @@ from earlytom.compression.selection import (
     TokenSelection,
     frame_kinds,
     select_tokens,
+    selected_count,
+    selection_mask,
     static_windows,
     token_budget,
 )
@@ -18,8 +21,10 @@ __all__ = [
     "DYNAMIC",
     "STATIC",
     "Blend",
+    "MergePlanner",
     "MergeResult",
     "Segment",
+    "SelectionInputs",
     "SimilarityBand",
     "TokenBudget",
     "TokenSelection",
@@ -31,6 +36,8 @@ __all__ = [
     "segment_frames",
     "segments_from_similarity",
     "select_tokens",
+    "selected_count",
+    "selection_mask",
     "static_windows",
     "token_budget",
 ]

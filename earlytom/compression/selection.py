@@ -52,6 +52,12 @@ def frame_kinds(groups: list[Segment], num_frames: int) -> list[int]:
     return kinds
 
 
+def selected_count(kinds: list[int], budget: TokenBudget) -> int:
+    """N: every dynamic frame keeps exactly k_d tokens and every static frame k_s."""
+    static = sum(kind == STATIC for kind in kinds)
+    return (len(kinds) - static) * budget.dynamic + static * budget.static
+
+
 def static_windows(tokens_per_frame: int, count: int) -> list[tuple[int, int]]:
     """`count` contiguous [start, stop) windows tiling 0..P-1; the first P mod count are one longer."""
     base, extra = divmod(tokens_per_frame, count)
@@ -75,9 +81,17 @@ def select_tokens(
     num_frames, tokens_per_frame, _ = features.shape
     if scores.shape != (num_frames, tokens_per_frame):
         raise ValueError(f"scores must be {(num_frames, tokens_per_frame)}, got {tuple(scores.shape)}")
-    device = features.device
     budget = token_budget(tokens_per_frame, num_frames, retention=retention, base_frames=base_frames)
-    kinds = torch.tensor(frame_kinds(groups, num_frames), device=device)
+    kinds = torch.tensor(frame_kinds(groups, num_frames), device=features.device)
+    keep = selection_mask(scores, kinds, budget)  # (T, P)
+    frame_ids, positions = keep.nonzero(as_tuple=True)  # row-major: frames in time, tokens in raster order
+    return TokenSelection(tokens=features[frame_ids, positions], frame_ids=frame_ids, positions=positions)
+
+
+def selection_mask(scores: torch.Tensor, kinds: torch.Tensor, budget: TokenBudget) -> torch.Tensor:
+    """(T, P) keep-mask: top-k_d of dynamic frames, one arg-max per raster window of static frames."""
+    num_frames, tokens_per_frame = scores.shape
+    device = scores.device
     scores = scores.float()
 
     # Dynamic: top-k_d by score; a stable descending sort makes ties deterministic (lowest index).
@@ -97,9 +111,7 @@ def select_tokens(
     picked = window_positions.gather(1, best.T).T  # (T, k_s)
     static = torch.zeros_like(dynamic).scatter_(1, picked, True)
 
-    keep = torch.where((kinds == STATIC)[:, None], static, dynamic)  # (T, P)
-    frame_ids, positions = keep.nonzero(as_tuple=True)  # row-major: frames in time, tokens in raster order
-    return TokenSelection(tokens=features[frame_ids, positions], frame_ids=frame_ids, positions=positions)
+    return torch.where((kinds == STATIC)[:, None], static, dynamic)  # (T, P)
 
 
 def _check_groups(groups: list[Segment], num_frames: int) -> None:

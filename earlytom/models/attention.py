@@ -13,14 +13,16 @@ import torch
 
 
 def layer_with_received_attention(
-    layer: Any, hidden: torch.Tensor, *, frames_per_chunk: int = 8
+    layer: Any, hidden: torch.Tensor, *, frames_per_chunk: int | None = 8
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a SiglipEncoderLayer on (T, S, D) and return (hidden_out, scores (T, S) fp32).
 
     scores[t, j] = attention probability that token j receives, averaged over heads and query
     rows. The softmax and its average are fp32 whatever the model dtype; frames are processed in
-    chunks so the (chunk, H, S, S) probability block stays bounded.
+    chunks (None: all at once) so the (chunk, H, S, S) probability block stays bounded.
     """
+    if frames_per_chunk is None:  # one pass (an exported graph has a symbolic frame count)
+        return _layer_chunk(layer, hidden)
     outputs, scores = [], []
     for chunk in hidden.split(frames_per_chunk):
         out, received = _layer_chunk(layer, chunk)

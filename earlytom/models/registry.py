@@ -79,6 +79,31 @@ def load_model(
     )
 
 
+def resolve_checkpoint(name_or_path: str, *, cache_dir: Path | None = None) -> Path:
+    """The local folder of a registered model (hub cache only) or of a checkpoint path."""
+    from earlytom.models.tiny import tiny_path
+
+    if name_or_path == "tiny":
+        return tiny_path(cache_dir)
+    spec = MODELS.get(name_or_path)
+    if spec is not None and spec.hub_id is not None:
+        from huggingface_hub import snapshot_download
+
+        try:
+            return Path(snapshot_download(spec.hub_id, local_files_only=True))
+        except Exception as exc:  # the hub raises several unrelated types for "not cached"
+            raise ModelError(
+                f"weights of {spec.name} ({spec.hub_id}) are not in the local Hugging Face cache: download "
+                f"them first (`hf download {spec.hub_id}`), pass a local folder as --model, or use "
+                "--random-weights for timing"
+            ) from exc
+    if Path(name_or_path).is_dir():
+        return Path(name_or_path)
+    raise ModelError(
+        f"unknown model '{name_or_path}': choose one of {', '.join(MODELS)} or give a local checkpoint folder"
+    )
+
+
 def _from_folder(
     name: str, where: str | Path, device: torch.device, dtype: torch.dtype, hub: bool = False
 ) -> LoadedModel:

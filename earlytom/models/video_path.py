@@ -11,17 +11,17 @@ from typing import Any
 
 import torch
 
-from earlytom.compression import Segment, select_tokens
+from earlytom.compression import SelectionInputs
 from earlytom.config import EarlyTomConfig
-from earlytom.errors import ModelError
 from earlytom.models.encoder import CompressingVisionEncoder
+from earlytom.models.vision import VisionSide
 
 
 @dataclass(frozen=True)
 class EncodedVideo:
     features: torch.Tensor  # (T', S, C) projected features
     scores: torch.Tensor | None  # (T', S) fp32
-    groups: list[Segment]
+    selection: SelectionInputs | None  # None with compression off
     frames_per_stage: tuple[int, ...]
 
 
@@ -38,51 +38,31 @@ class VideoPath:
     """Composes a LlavaOnevisionModel's tower, projector, pooling and newline with EarlyTom."""
 
     def __init__(self, llava: Any, config: EarlyTomConfig) -> None:
-        self.llava = llava  # LlavaOnevisionModel (the `.model` of the generation class)
+        self.vision = VisionSide.from_llava(llava)  # llava: the `.model` of the generation class
         self.config = config
-        hf_config = llava.config
-        if not isinstance(hf_config.vision_feature_layer, int):
-            raise ModelError("models that concatenate several vision feature layers are not supported")
-        if hf_config.vision_feature_select_strategy != "full":
-            # LLaVA-OneVision's SigLIP has no CLS token: every checkpoint uses all 729 tokens.
-            raise ModelError(
-                f"vision_feature_select_strategy={hf_config.vision_feature_select_strategy!r} is not "
-                "supported: EarlyTom needs the full 27×27 token grid ('full')"
-            )
-        self.encoder = CompressingVisionEncoder(
-            llava.vision_tower, config, vision_feature_layer=hf_config.vision_feature_layer
-        )
+        self.encoder = CompressingVisionEncoder(self.vision, config)
 
     @torch.no_grad()
     def encode(self, pixel_values: torch.Tensor) -> EncodedVideo:
         """pixel_values (T, 3, H, W) -> projected features of the frames left after Stage I."""
         out = self.encoder(pixel_values)
-        features = self.llava.multi_modal_projector(out.hidden)  # (T', S, C)
-        return EncodedVideo(features, out.scores, out.groups, out.frames_per_stage)
+        features = self.encoder.final.projector(out.hidden)  # (T', S, C)
+        return EncodedVideo(features, out.scores, out.selection, out.frames_per_stage)
 
     @torch.no_grad()
     def tokens(self, encoded: EncodedVideo) -> VideoTokens:
-        pooled = self.llava.apply_pooling(encoded.features)  # (T', P, C) bilinear 27×27 -> 14×14
+        final = self.encoder.final
         base_frames = encoded.frames_per_stage[0]
-        tokens_before = base_frames * pooled.shape[1] + 1
-        newline = self.llava.image_newline[None].to(pooled.dtype)  # (1, C)
-        if encoded.scores is None:  # compression off: every token, as the stock model
-            return VideoTokens(
-                torch.cat([pooled.flatten(0, 1), newline]),
-                None,
-                None,
-                encoded.frames_per_stage,
-                tokens_before,
-            )
-        # The same pooling as the features: scores are (T', S) -> (T', S, 1) -> (T', P, 1).
-        pooled_scores = self.llava.apply_pooling(encoded.scores[..., None]).squeeze(-1)  # (T', P)
-        selection = select_tokens(
-            pooled, pooled_scores, encoded.groups, retention=self.config.retention, base_frames=base_frames
+        tokens_before = base_frames * self.vision.pooled_tokens_per_frame + 1
+        if encoded.selection is None or encoded.scores is None:  # compression off: every token, as stock
+            pooled = final.pool(encoded.features)  # (T', P, C)
+            embeds = torch.cat([pooled.flatten(0, 1), final.newline(pooled.dtype)])
+            return VideoTokens(embeds, None, None, encoded.frames_per_stage, tokens_before)
+        selection = encoded.selection
+        embeds, index = final.select(
+            encoded.features, encoded.scores, selection.frame_kind, selection.budget, selection.token_count
         )
-        embeds = torch.cat([selection.tokens, newline])  # (N + 1, C)
-        return VideoTokens(
-            embeds, selection.frame_ids, selection.positions, encoded.frames_per_stage, tokens_before
-        )
+        return VideoTokens(embeds, index[:, 0], index[:, 1], encoded.frames_per_stage, tokens_before)
 
 
 def embed_prompt(
