@@ -87,8 +87,8 @@ class EarlyTomConfig:
             raise ConfigError(f"inner_layer={self.inner_layer} is out of range: must be an integer >= 1")
         _check_range("inner_ratio", self.inner_ratio, 0.0, 1.0, "[0, 1)", high_open=True)
 
-    def check_model(self, *, vision_layers: int, language_layers: int) -> None:
-        """Raise ConfigError when the layer indices do not exist in the model."""
+    def check_model(self, *, vision_layers: int, language_layers: int | None) -> None:
+        """Raise ConfigError when the layer indices do not exist in the model (None: no LLM to check)."""
         if not self.enabled:
             return
         if self.prune_layers[-1] >= vision_layers:
@@ -96,7 +96,7 @@ class EarlyTomConfig:
                 f"prune_layers={list(self.prune_layers)} has layer {self.prune_layers[-1]}, but the vision "
                 f"encoder has {vision_layers} layers (0..{vision_layers - 1})"
             )
-        if self.inner_layer >= language_layers:
+        if language_layers is not None and self.inner_layer >= language_layers:
             raise ConfigError(
                 f"inner_layer={self.inner_layer} is out of range: the language model has {language_layers} "
                 f"layers (1..{language_layers - 1})"

@@ -29,3 +29,19 @@ class InputError(EarlyTomError):
 
 class MissingDependencyError(EarlyTomError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class ExportError(EarlyTomError):
+    """An export that cannot proceed (output folder exists, unsupported setting...)."""
+
+
+class ValidationError(EarlyTomError):
+    """An exported graph disagrees with the PyTorch reference; carries the full report."""
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class EngineMismatchError(EarlyTomError):
+    """An engine folder built for another builder, version, GPU or EarlyTom setting."""

@@ -3,57 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 import warnings
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any
 
 import click
+from click.core import ParameterSource
 
+from earlytom.cli.common import DTYPES, friendly_errors, parse_layers, progress
 from earlytom.config import DEFAULT_RETENTION, DEFAULT_TASK, PRESETS, build_config
-from earlytom.errors import ConfigError, EarlyTomError
-
-DTYPES = ("auto", "float32", "float16", "bfloat16")
-
-
-def friendly_errors(command: Callable[..., None]) -> Callable[..., None]:
-    """EarlyTomError -> `error: <message>` on stderr and exit 1; --verbose keeps the traceback."""
-
-    @wraps(command)
-    def wrapper(*args: Any, verbose: bool = False, **kwargs: Any) -> None:
-        _quiet_libraries(verbose)
-        try:
-            command(*args, **kwargs)
-        except EarlyTomError as exc:
-            if verbose:
-                raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-    return click.option("--verbose", is_flag=True, help="Show tracebacks and library logs.")(wrapper)
-
-
-def _quiet_libraries(verbose: bool) -> None:
-    if not verbose:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-
-
-def parse_layers(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise ConfigError(f"--prune-layers '{text}' is not a comma-separated list of layer indices") from exc
-
-
-def progress(message: str) -> None:
-    click.echo(message, err=True)
+from earlytom.errors import InputError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,6 +57,12 @@ def cli() -> None:
 )
 @click.option("--no-compress", is_flag=True, help="Run the stock model: no merging, all tokens.")
 @click.option(
+    "--artifacts",
+    type=click.Path(path_type=Path),
+    help="An earlytom-export folder: run its ONNX segments in ONNX Runtime with the folder's own "
+    "EarlyTom setting (the LLM still comes from --model).",
+)
+@click.option(
     "--frames", default=32, show_default=True, type=int, help="Frames sampled uniformly from the video."
 )
 @click.option("--max-new-tokens", default=32, show_default=True, type=int)
@@ -121,8 +85,9 @@ def cli() -> None:
 @friendly_errors
 def run(
     model: str, random_weights: bool, video: str, prompt: str, task: str, retention: float, tau: float | None,
-    prune_layers: str | None, max_window: int, keep_last_middle: bool, no_compress: bool, frames: int,
-    max_new_tokens: int, device: str, dtype: str, warmup: int, as_json: bool,
+    prune_layers: str | None, max_window: int, keep_last_middle: bool, no_compress: bool,
+    artifacts: Path | None, frames: int, max_new_tokens: int, device: str, dtype: str, warmup: int,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Answer a prompt about a video with EarlyTom compression and print the TTFT breakdown."""
     import torch
@@ -136,6 +101,9 @@ def run(
         task, retention, tau=tau, prune_layers=parse_layers(prune_layers), max_window=max_window,
         drop_last_middle=not keep_last_middle, enabled=not no_compress,
     )  # fmt: skip
+    if artifacts is not None:
+        _check_no_setting_flags()
+        config = None  # the folder's own setting
     # Check inputs and decode first: they should fail before a model load that can take a minute.
     check_prompt(prompt)
     progress(f"decoding {video} ...")
@@ -147,7 +115,7 @@ def run(
     progress(f"loading {model}{' (random weights)' if random_weights else ''} ...")
     pipeline = EarlyTomPipeline.from_pretrained(
         model, config=config, device=device, dtype=None if dtype == "auto" else getattr(torch, dtype),
-        random_weights=random_weights, num_frames=frames,
+        random_weights=random_weights, num_frames=frames, artifacts=artifacts,
     )  # fmt: skip
     for _ in range(max(0, warmup)):
         progress("warm-up run ...")
@@ -157,6 +125,32 @@ def run(
         click.echo(json.dumps(result.to_dict()))
     else:
         click.echo(summary(result, task=task, video=Path(video)))
+
+
+SETTING_FLAGS = ("task", "retention", "tau", "prune_layers", "max_window", "keep_last_middle", "no_compress")
+
+
+def _check_no_setting_flags() -> None:
+    """Compression flags contradict an artifact folder, which was exported for one setting."""
+    context = click.get_current_context()
+    given = [
+        name for name in SETTING_FLAGS if context.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    ]
+    if given:
+        flags = ", ".join("--" + ("preset" if n == "task" else n.replace("_", "-")) for n in given)
+        raise InputError(
+            f"{flags} cannot change an exported folder's setting: re-export it with them instead"
+        )
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@friendly_errors
+def inspect(folder: Path) -> None:
+    """Print what an earlytom-export folder holds: manifest, validation, segments and engine layers."""
+    from earlytom.engines.inspect import describe_artifacts
+
+    click.echo(describe_artifacts(folder))
 
 
 def main() -> None:

@@ -12,8 +12,9 @@ def summary(result: RunResult, *, task: str, video: Path) -> str:
     config = extra["config"]
     if config["enabled"]:
         layers = config["prune_layers"]
+        origin = "exported setting" if extra.get("backend") == "onnxruntime" else f"{task} preset"
         compress = (
-            f"{task} preset · retention {config['retention']:.2f} · τ {config['tau']} · "
+            f"{origin} · retention {config['retention']:.2f} · τ {config['tau']} · "
             f"prune layers {', '.join(map(str, layers))}"
             + ("" if config["drop_last_middle"] else " · last middle kept")
         )
@@ -27,7 +28,8 @@ def summary(result: RunResult, *, task: str, video: Path) -> str:
     ratio = 100.0 * result.visual_tokens_after / result.visual_tokens_before
     t = result.ttft_ms
     lines = [
-        f"model     {extra['model']} on {extra['device']} ({extra['dtype']})",
+        f"model     {extra['model']} on {extra['device']} ({extra['dtype']}), "
+        f"vision path in {extra['backend']}",
         f"video     {video}: {extra['video']['total_frames']} frames, {result.frames_per_stage[0]} sampled",
         f"compress  {compress}",
         f"frames    {frames}",

@@ -23,7 +23,11 @@ FINAL_OUTPUTS = ("video_tokens", "token_index")
 
 @dataclass(frozen=True)
 class SegmentSpec:
-    """Which encoder layers a segment runs, and its named inputs and outputs."""
+    """Which encoder layers a segment runs, and its named inputs and outputs.
+
+    Encoder segments read `pixel_values` or `hidden` and write `hidden_out` (ONNX forbids an input
+    and an output of one name) and, at the last prune layer, `scores`.
+    """
 
     name: str
     first_layer: int
@@ -56,7 +60,7 @@ def plan_segments(config: EarlyTomConfig, num_layers: int) -> tuple[SegmentSpec,
                 first_layer=first,
                 stop_layer=layer + 1,
                 inputs=("pixel_values",) if i == 0 else ("hidden",),
-                outputs=("hidden", "scores") if scoring else ("hidden",),
+                outputs=("hidden_out", "scores") if scoring else ("hidden_out",),
             )
         )
         first = layer + 1

@@ -16,7 +16,9 @@ from earlytom.models.prompt import build_input_ids
 from earlytom.models.registry import LoadedModel, load_model
 from earlytom.models.video import DecodedVideo, load_video
 from earlytom.models.video_path import VideoPath, VideoTokens, embed_prompt
+from earlytom.models.vision import VisionSide
 from earlytom.runtime.generation import decode_greedy, prefill
+from earlytom.runtime.onnx_path import OnnxVideoPath
 from earlytom.runtime.timing import StageTimer, StageTimes
 
 
@@ -72,18 +74,37 @@ def default_dtype(device: torch.device) -> torch.dtype:
 class EarlyTomPipeline:
     """A LLaVA-OneVision model whose vision path compresses with EarlyTom (or not, `enabled=False`)."""
 
-    def __init__(self, loaded: LoadedModel, config: EarlyTomConfig, *, num_frames: int = 32) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        config: EarlyTomConfig | None = None,
+        *,
+        num_frames: int = 32,
+        artifacts: Path | None = None,
+    ) -> None:
+        """`artifacts`: an earlytom-export folder whose ONNX segments run the vision path in ONNX
+        Runtime, with the folder's own EarlyTom setting (then `config` must be None)."""
         if num_frames < 1:
             raise InputError(f"frames={num_frames} is out of range: sample at least 1 frame")
         self.loaded = loaded
         self.model = loaded.model
-        self.config = config
         self.num_frames = num_frames
         self.device = self.model.get_input_embeddings().weight.device
         self.dtype = self.model.get_input_embeddings().weight.dtype
-        self.video_path = VideoPath(self.model.model, config)
+        self.video_path: VideoPath | OnnxVideoPath
+        if artifacts is not None:
+            if config is not None:
+                raise InputError(
+                    "an artifact folder carries its own EarlyTom setting: do not pass a config too"
+                )
+            self.video_path = OnnxVideoPath(artifacts, self.model.model)
+            config = self.video_path.config
+        config = config or EarlyTomConfig()
+        self.config = config
+        if artifacts is None:
+            self.video_path = VideoPath(self.model.model, config)
         config.check_model(
-            vision_layers=self.video_path.encoder.num_layers,
+            vision_layers=VisionSide.from_llava(self.model.model).num_layers,
             language_layers=self.model.config.text_config.num_hidden_layers,
         )
 
@@ -98,6 +119,7 @@ class EarlyTomPipeline:
         random_weights: bool = False,
         num_frames: int = 32,
         cache_dir: Path | None = None,
+        artifacts: Path | None = None,
     ) -> EarlyTomPipeline:
         target = resolve_device(device)
         loaded = load_model(
@@ -107,7 +129,7 @@ class EarlyTomPipeline:
             random_weights=random_weights,
             cache_dir=cache_dir,
         )
-        return cls(loaded, config or EarlyTomConfig(), num_frames=num_frames)
+        return cls(loaded, config, num_frames=num_frames, artifacts=artifacts)
 
     def load_video(self, video: str | os.PathLike[str] | DecodedVideo) -> DecodedVideo:
         return video if isinstance(video, DecodedVideo) else load_video(video, self.num_frames)
@@ -128,7 +150,10 @@ class EarlyTomPipeline:
                 video_token_id=self.loaded.video_token_id,
             ).to(self.device)
             embeds = embed_prompt(
-                self.model, input_ids, tokens.embeds, video_token_id=self.loaded.video_token_id
+                self.model,
+                input_ids,
+                tokens.embeds.to(self.device),
+                video_token_id=self.loaded.video_token_id,
             )
         return PreparedInputs(input_ids, embeds, tokens)
 
@@ -162,6 +187,7 @@ class EarlyTomPipeline:
                 "device": str(self.device),
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "config": self.config.to_dict(),
+                "backend": "onnxruntime" if isinstance(self.video_path, OnnxVideoPath) else "torch",
                 "video": {
                     "path": str(decoded.path),
                     "total_frames": decoded.total_frames,

@@ -1,0 +1,1 @@
+"""Segments -> FP16 ONNX (dynamic frames), ONNX Runtime validation, manifest (DESIGN §4)."""

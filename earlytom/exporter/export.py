@@ -1,0 +1,156 @@
+"""export_onnx: model -> validated ONNX segments and the manifest's first part (DESIGN §4, §7)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from earlytom.config import EarlyTomConfig
+from earlytom.errors import ExportError, ValidationError
+from earlytom.exporter.manifest import FORMAT, config_sha256, versions, write_json_atomic
+from earlytom.exporter.onnx_export import SegmentFile, export_segment
+from earlytom.exporter.validate import ValidationReport, validate_segments
+from earlytom.models.encoder import planner_for
+from earlytom.models.segments import build_segments
+from earlytom.models.vision import VisionSide, load_vision_side
+from earlytom.ops.onnx_function import ONNX_OPSET
+
+Progress = Callable[[str], None]
+PRECISIONS = {"float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    model: str = "tiny"
+    config: EarlyTomConfig = field(default_factory=EarlyTomConfig)
+    random_weights: bool = False
+    precision: str = "float16"
+    opset: int = ONNX_OPSET
+    validation_video: Path | None = None  # real frames; random frames are always checked too
+    validation_frames: int = 8
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ExportError(f"unknown precision '{self.precision}': choose {' or '.join(PRECISIONS)}")
+        if not self.config.enabled:
+            raise ExportError(
+                "nothing to export with compression disabled: the stock encoder needs no segments"
+            )
+        if self.validation_frames < 2:
+            raise ExportError(f"validation_frames={self.validation_frames}: validate on at least 2 frames")
+        if self.validation_video is not None and not Path(self.validation_video).is_file():
+            raise ExportError(f"validation video {self.validation_video} does not exist")
+
+
+def export_onnx(spec: ExportSpec, folder: Path, progress: Progress = lambda _: None) -> dict[str, Any]:
+    """Write segment .onnx files and validation.json into `folder`; return the manifest (no engines yet)."""
+    progress(f"loading the vision side of {spec.model}")
+    vision, source = load_vision_side(
+        spec.model, random_weights=spec.random_weights, cache_dir=spec.cache_dir
+    )
+    spec.config.check_model(vision_layers=vision.num_layers, language_layers=None)
+    exported = copy.deepcopy(vision).to(PRECISIONS[spec.precision])
+    encoders, final = build_segments(exported, spec.config, attention_chunk=None)
+    files: list[SegmentFile] = []
+    for module in [*encoders, final]:
+        start = time.perf_counter()
+        layers = f"layers {module.spec.first_layer}-{module.spec.stop_layer - 1}"
+        progress(f"exporting {module.spec.name} ({layers}) to ONNX, {spec.precision}")
+        files.append(
+            export_segment(
+                module, exported, folder / f"{module.spec.name}.onnx", PRECISIONS[spec.precision], spec.opset
+            )
+        )
+        progress(f"exported {module.spec.name}.onnx in {time.perf_counter() - start:.1f} s")
+    del exported, encoders, final
+
+    report = _validate(spec, vision, files, progress)
+    write_json_atomic(folder / "validation.json", report.to_dict())
+    if not report.passed:
+        kept = Path(tempfile.mkstemp(prefix="earlytom-validation-", suffix=".json")[1])
+        kept.write_text(json.dumps(report.to_dict(), indent=2))
+        raise ValidationError(
+            f"ONNX Runtime disagrees with the PyTorch reference in {len(report.failures)} of "
+            f"{len(report.checks)} checks ({report.describe_failures()}); nothing was written, "
+            f"report: {kept}",
+            report,
+        )
+    return {
+        "format": FORMAT,
+        "model": {"name": spec.model, "source": source, "weights_sha256": weights_sha256(vision)},
+        "earlytom_config": spec.config.to_dict(),
+        "config_sha256": config_sha256(spec.config),
+        "precision": spec.precision,
+        "opset": spec.opset,
+        "geometry": _geometry(vision),
+        "segments": [f.to_dict(folder) for f in files],
+        "versions": versions(),
+        "validation": report.summary(),
+        "engines": None,
+    }
+
+
+def _validate(
+    spec: ExportSpec, vision: VisionSide, files: list[SegmentFile], progress: Progress
+) -> ValidationReport:
+    from earlytom.models.preprocess import preprocess_frames
+    from earlytom.models.video import load_video
+
+    cases: dict[str, torch.Tensor] = {}
+    if spec.validation_video is not None:
+        video = load_video(spec.validation_video, spec.validation_frames)
+        name = f"{Path(spec.validation_video).name} ({len(video.indices)} frames)"
+        cases[name] = preprocess_frames(video.frames, size=vision.image_size)
+    generator = torch.Generator().manual_seed(0)
+    size = vision.image_size
+    cases["random frames (seed 0)"] = (
+        torch.rand(spec.validation_frames, 3, size, size, generator=generator) * 2 - 1
+    )
+    reference, final = build_segments(vision, spec.config)
+    progress(f"validating in ONNX Runtime against the fp32 PyTorch reference: {', '.join(cases)}")
+    start = time.perf_counter()
+    report = validate_segments(
+        files,
+        [*reference, final],
+        cases,
+        planner_for(spec.config),
+        precision=spec.precision,
+        tokens_per_frame=vision.pooled_tokens_per_frame,
+    )
+    summary = report.summary()
+    verdict = "passed" if report.passed else "FAILED"
+    progress(
+        f"validation {verdict}: {summary['checks'] - summary['failed']}/{summary['checks']} checks, "
+        f"min cosine {summary['min_cosine']:.6f} ({time.perf_counter() - start:.1f} s)"
+    )
+    return report
+
+
+def _geometry(vision: VisionSide) -> dict[str, int]:
+    return {
+        "image_size": vision.image_size,
+        "tokens_per_frame": vision.tokens_per_frame,
+        "pooled_tokens_per_frame": vision.pooled_tokens_per_frame,
+        "vision_hidden_size": int(vision.layers[0].self_attn.embed_dim),
+        "llm_hidden_size": int(vision.image_newline.shape[0]),
+        "vision_layers": vision.num_layers,
+    }
+
+
+def weights_sha256(vision: VisionSide) -> str:
+    """Hash of the exported tensors (names and fp32 values), whatever checkpoint layout they came from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(vision.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
