@@ -11,8 +11,8 @@ from transformers import LlavaOnevisionForConditionalGeneration
 from earlytom.config import EarlyTomConfig
 from earlytom.models.attention import layer_with_received_attention
 from earlytom.models.encoder import CompressingVisionEncoder
-from earlytom.models.vision import VisionSide, feature_layer_count
 from earlytom.models.preprocess import preprocess_frames
+from earlytom.models.vision import VisionSide, feature_layer_count
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from earlytom.cli.common import DTYPES, friendly_errors, parse_layers, progress
-from earlytom.config import DEFAULT_RETENTION, DEFAULT_TASK, PRESETS, build_config
+from earlytom.config import DEFAULT_RETENTION, DEFAULT_TASK, PRESETS, EarlyTomConfig, build_config
 from earlytom.errors import InputError
 
 
@@ -97,7 +97,7 @@ def run(
     from earlytom.models.video import ShortVideoWarning, load_video
     from earlytom.runtime.pipeline import EarlyTomPipeline
 
-    config = build_config(
+    config: EarlyTomConfig | None = build_config(
         task, retention, tau=tau, prune_layers=parse_layers(prune_layers), max_window=max_window,
         drop_last_middle=not keep_last_middle, enabled=not no_compress,
     )  # fmt: skip

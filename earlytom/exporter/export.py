@@ -20,7 +20,7 @@ from earlytom.exporter.manifest import FORMAT, config_sha256, versions, write_js
 from earlytom.exporter.onnx_export import SegmentFile, export_segment
 from earlytom.exporter.validate import ValidationReport, validate_segments
 from earlytom.models.encoder import planner_for
-from earlytom.models.segments import build_segments
+from earlytom.models.segments import EncoderSegment, FinalSegment, build_segments
 from earlytom.models.vision import VisionSide, load_vision_side
 from earlytom.ops.onnx_function import ONNX_OPSET
 
@@ -62,7 +62,8 @@ def export_onnx(spec: ExportSpec, folder: Path, progress: Progress = lambda _: N
     exported = copy.deepcopy(vision).to(PRECISIONS[spec.precision])
     encoders, final = build_segments(exported, spec.config, attention_chunk=None)
     files: list[SegmentFile] = []
-    for module in [*encoders, final]:
+    modules: list[EncoderSegment | FinalSegment] = [*encoders, final]
+    for module in modules:
         start = time.perf_counter()
         layers = f"layers {module.spec.first_layer}-{module.spec.stop_layer - 1}"
         progress(f"exporting {module.spec.name} ({layers}) to ONNX, {spec.precision}")

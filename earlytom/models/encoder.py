@@ -52,6 +52,7 @@ class CompressingVisionEncoder(nn.Module):
         self.num_layers = vision.num_layers
         encoders, final = build_segments(vision, config, attention_chunk=attention_chunk)
         self.segments = nn.ModuleList(encoders)
+        self.encoder_segments = encoders  # the same modules, typed
         self.final = final
         self.planner = planner_for(config)
 
@@ -59,7 +60,7 @@ class CompressingVisionEncoder(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> EncoderOutput:
         hidden, scores = pixel_values, None
         frames = [pixel_values.shape[0]]
-        for segment in self.segments:
+        for segment in self.encoder_segments:
             outputs = segment(hidden)
             hidden = outputs[0]  # (T, S, D)
             if not self.config.enabled:

@@ -84,6 +84,8 @@ def run_layers(
 class EncoderSegment(nn.Module):
     """pixel_values (T, 3, H, W) or hidden (T, S, D) -> hidden (T, S, D) [, scores (T, S) fp32]."""
 
+    spec: SegmentSpec
+
     def __init__(self, vision: VisionSide, spec: SegmentSpec, *, attention_chunk: int | None = 8) -> None:
         super().__init__()
         self.spec = spec
@@ -102,6 +104,8 @@ class EncoderSegment(nn.Module):
 
 class FinalSegment(nn.Module):
     """Remaining layers, projector, bilinear pooling, TokenSelect and the newline token."""
+
+    spec: SegmentSpec
 
     def __init__(self, vision: VisionSide, spec: SegmentSpec) -> None:
         super().__init__()

@@ -140,7 +140,7 @@ class EarlyTomPipeline:
         with timer.stage("other"):
             pixel_values = preprocess_frames(video.frames, device=self.device, dtype=self.dtype)
         with timer.stage("vision_encoding"):
-            encoded = self.video_path.encode(pixel_values)
+            encoded: Any = self.video_path.encode(pixel_values)  # EncodedVideo or EncodedChain
         with timer.stage("token_processing"):
             tokens = self.video_path.tokens(encoded)
             input_ids = build_input_ids(

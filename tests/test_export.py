@@ -1,0 +1,182 @@
+"""earlytom-export end to end on tiny: ONNX segments, validation, TensorRT-RTX plans, manifest, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner, Result
+
+from earlytom.cli.export import export
+from earlytom.cli.main import cli
+from earlytom.config import EarlyTomConfig
+from earlytom.engines.check import RuntimeInfo, check_engines
+from earlytom.errors import EngineMismatchError
+from earlytom.exporter.onnx_export import file_sha256
+
+pytestmark = pytest.mark.slow
+RTX = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is installed by scripts/setup.sh")
+
+
+def run_export(tiny_cache: Path, *args: str) -> Result:
+    env = {"XDG_CACHE_HOME": str(tiny_cache.parent)}
+    return CliRunner().invoke(export, ["--model", "tiny", *args], env=env, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def fp16_dir(tiny_cache: Path, jobs_mp4: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "engines" / "tiny"
+    video = ("--validation-video", str(jobs_mp4), "--validation-frames", "32")
+    result = run_export(tiny_cache, "--out", str(out), *video)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def fp32_dir(tiny_cache: Path, jobs_mp4: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export32") / "tiny"
+    video = ("--validation-video", str(jobs_mp4), "--validation-frames", "32")
+    result = run_export(tiny_cache, "--out", str(out), "--fp32", "--skip-build", *video)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_writes_segments_validation_plans_and_manifest(fp16_dir: Path) -> None:
+    manifest = json.loads((fp16_dir / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["segments"]] == ["segment0", "segment1", "segment2", "final"]
+    assert [s["layers"] for s in manifest["segments"]] == [[0, 10], [11, 21], [22, 23], [24, 25]]
+    for segment in manifest["segments"]:
+        assert file_sha256(fp16_dir / segment["file"]) == segment["sha256"]
+    final = manifest["segments"][-1]
+    assert [t["name"] for t in final["outputs"]] == ["video_tokens", "token_index"]
+    assert final["outputs"][0]["dtype"] == "float16"
+    assert final["inputs"][1] == {"name": "scores", "dtype": "float32", "shape": ["frames", 729]}
+    assert manifest["precision"] == "float16" and manifest["opset"] == 18
+    assert manifest["earlytom_config"] == EarlyTomConfig().to_dict()
+    assert manifest["versions"]["torch"] == torch.__version__
+
+    validation = json.loads((fp16_dir / "validation.json").read_text())
+    assert validation["passed"] and validation["failed"] == 0 and manifest["validation"]["passed"]
+    assert validation["cases"] == ["jobs.mp4 (32 frames)", "random frames (seed 0)"]
+    assert all(r["cosine"] >= 0.99 for r in validation["results"] if r["cosine"] is not None)
+    where = {r["where"] for r in validation["results"]}
+    assert where == {"segment0", "segment1", "segment2", "final", "chain"}
+
+    engines = manifest["engines"]
+    assert engines["builder"] == "tensorrt_rtx" and engines["target"] == "a100"
+    assert engines["compute_capability"] == [8, 0]
+    assert engines["profile"] == {"min_frames": 1, "opt_frames": 32, "max_frames": 64}
+    for entry, segment in zip(engines["files"], manifest["segments"], strict=True):
+        assert entry["onnx_sha256"] == segment["sha256"]
+        assert file_sha256(fp16_dir / entry["file"]) == entry["sha256"]
+    assert engines["files"][-1]["plugin_layers"] == 0  # TokenSelect built from its ONNX function body
+    assert not list(fp16_dir.parent.glob(".tiny.*")), "no staging folder is left behind"
+
+
+def test_fp32_export_selects_identical_tokens(fp32_dir: Path) -> None:
+    validation = json.loads((fp32_dir / "validation.json").read_text())
+    assert validation["passed"] and validation["precision"] == "float32"
+    index_checks = [r for r in validation["results"] if r["output"] == "token_index"]
+    assert len(index_checks) == 4 and all(r["selection_match"] == 1.0 and r["passed"] for r in index_checks)
+    assert all(r["cosine"] >= 0.999 for r in validation["results"] if r["cosine"] is not None)
+    assert json.loads((fp32_dir / "manifest.json").read_text())["engines"] is None
+    assert not list(fp32_dir.glob("*.plan"))
+
+
+def test_run_from_artifacts_matches_the_torch_path(fp32_dir: Path, tiny_loaded, jobs_frames) -> None:
+    from earlytom.runtime.pipeline import EarlyTomPipeline
+
+    exported = EarlyTomPipeline(tiny_loaded, artifacts=fp32_dir).prepare(jobs_frames, "Describe the video.")
+    reference = EarlyTomPipeline(tiny_loaded, EarlyTomConfig()).prepare(jobs_frames, "Describe the video.")
+    assert exported.video.frames_per_stage == reference.video.frames_per_stage
+    assert torch.equal(exported.video.positions, reference.video.positions)
+    assert torch.equal(exported.video.frame_ids, reference.video.frame_ids)
+    torch.testing.assert_close(exported.inputs_embeds, reference.inputs_embeds, atol=1e-4, rtol=1e-4)
+
+
+def test_inspect_prints_manifest_and_engine_layers(fp16_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["inspect", str(fp16_dir)])
+    assert result.exit_code == 0, result.output
+    assert "tensorrt_rtx" in result.output and "target a100 (SM80)" in result.output
+    assert "TokenSelect as ONNX function body" in result.output
+    assert "validation  passed" in result.output
+
+
+def test_existing_output_needs_force(tiny_cache: Path, fp16_dir: Path) -> None:
+    before = (fp16_dir / "manifest.json").read_bytes()
+    result = CliRunner().invoke(export, ["--model", "tiny", "--out", str(fp16_dir)])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: output folder") and "--force" in result.output
+    assert (fp16_dir / "manifest.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "h100"], "unknown target 'h100'"),
+        (["--frames-profile", "8,4,2"], "frame profile 8/4/2 is invalid"),
+        (["--retention", "1.5"], "retention"),
+        (["--model", "llava-ov-7b"], "not in the local Hugging Face cache"),
+        (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--prune-layers", "10,21,30"], "prune_layers"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, tiny_cache: Path, args, message) -> None:
+    out = tmp_path / "out"
+    env = {"XDG_CACHE_HOME": str(tiny_cache.parent), "HF_HUB_CACHE": str(tmp_path / "hub")}
+    result = CliRunner().invoke(export, ["--out", str(out), *args], env=env)
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]  # progress lines may come first
+    assert last.startswith("error: ") and message in last, result.output
+    assert result.output.count("error: ") == 1 and "Traceback" not in result.output
+    assert not out.exists() and list(tmp_path.iterdir()) in ([], [tmp_path / "hub"])
+
+
+def runtime_of(manifest: dict) -> RuntimeInfo:
+    engines = manifest["engines"]
+    return RuntimeInfo(engines["builder"], engines["version"], tuple(engines["compute_capability"]))
+
+
+def test_engine_checks_refuse_mismatches(fp16_dir: Path, fp32_dir: Path) -> None:
+    manifest = json.loads((fp16_dir / "manifest.json").read_text())
+    ok = runtime_of(manifest)
+    assert check_engines(fp16_dir, ok, config=EarlyTomConfig())["engines"]["target"] == "a100"
+    cases = [
+        (RuntimeInfo("tensorrt", "10.14.1", (8, 0)), {}, "cannot load in tensorrt"),
+        (RuntimeInfo("tensorrt_rtx", "1.8.0", (8, 0)), {}, "re-export them with the installed version"),
+        (RuntimeInfo(ok.builder, ok.version, (9, 0)), {}, "this GPU is SM90"),
+        (ok, {"config": EarlyTomConfig(retention=0.25, tau=0.7)}, "another EarlyTom setting"),
+    ]
+    for runtime, kwargs, message in cases:
+        with pytest.raises(EngineMismatchError, match=message):
+            check_engines(fp16_dir, runtime, **kwargs)
+    with pytest.raises(EngineMismatchError, match="no engines"):
+        check_engines(fp32_dir, ok)
+    with pytest.raises(EngineMismatchError, match="not an earlytom artifact folder"):
+        check_engines(fp16_dir.parent, ok)
+
+
+def test_changed_plan_is_refused(fp16_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(fp16_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    plan = copy / manifest["engines"]["files"][0]["file"]
+    plan.write_bytes(plan.read_bytes()[:-10])
+    with pytest.raises(EngineMismatchError, match="changed since export"):
+        check_engines(copy, runtime_of(manifest))
+
+
+def test_force_replaces_a_folder_only_when_complete(tiny_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tiny"
+    out.mkdir()
+    (out / "old.txt").write_text("previous export")
+    failed = CliRunner().invoke(export, ["--model", "tiny", "--out", str(out), "--force", "--target", "h100"])
+    assert failed.exit_code == 1 and (out / "old.txt").exists()
+    done = run_export(tiny_cache, "--out", str(out), "--force", "--skip-build", "--validation-frames", "3")
+    assert done.exit_code == 0, done.output
+    assert not (out / "old.txt").exists() and (out / "manifest.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
