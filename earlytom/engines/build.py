@@ -1,0 +1,185 @@
+"""Build one strongly typed plan per ONNX segment (frames profile min/opt/max), atomically."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from earlytom.engines.builders import Builder, Target, load_builder, target
+from earlytom.errors import ExportError
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    target: str = "a100"
+    min_frames: int = 1
+    opt_frames: int = 32
+    max_frames: int = 64
+    builder: str = "auto"  # auto | tensorrt | tensorrt_rtx
+
+    def __post_init__(self) -> None:
+        target(self.target)  # unknown target -> ExportError
+        if not 1 <= self.min_frames <= self.opt_frames <= self.max_frames:
+            raise ExportError(
+                f"frame profile {self.min_frames}/{self.opt_frames}/{self.max_frames} is invalid: "
+                "need 1 <= min <= opt <= max"
+            )
+
+
+@dataclass(frozen=True)
+class EngineFile:
+    segment: str
+    file: str
+    sha256: str
+    onnx_sha256: str
+    build_seconds: float
+    network_layers: dict[str, int]  # layer types after parsing (the plan cannot be inspected without a GPU)
+    plugin_layers: int  # 0: TokenSelect runs as its ONNX function body
+
+
+def build_engines(
+    root: Path,
+    segments: list[dict[str, Any]],
+    build: BuildConfig,
+    *,
+    retention: float,
+    pooled_tokens_per_frame: int,
+    progress: Progress = lambda _: None,
+) -> dict[str, Any]:
+    """Build `segments` (manifest entries, files relative to `root`) -> the manifest's engine section."""
+    from earlytom.exporter.onnx_export import file_sha256
+
+    builder = load_builder(build.builder)
+    chosen = target(build.target)
+    _check_target(builder, chosen)
+    trt = builder.module
+    logger = trt.Logger(trt.Logger.ERROR)  # its warnings (int64 bindings...) are expected here
+    cache_path = root / "timing.cache"
+    engines = []
+    for entry in segments:
+        onnx_path = root / entry["file"]
+        progress(
+            f"building {entry['name']} for {chosen.name} ({chosen.sm}) with {builder.name} {builder.version}"
+        )
+        start = time.perf_counter()
+        plan, layers = _build_one(
+            trt, builder, logger, onnx_path, chosen, build, cache_path, retention, pooled_tokens_per_frame
+        )
+        engine_path = onnx_path.with_suffix(".plan")
+        _write_atomic(engine_path, plan)
+        seconds = time.perf_counter() - start
+        progress(f"built {engine_path.name} ({len(plan) / 2**20:.1f} MiB) in {seconds:.1f} s")
+        engines.append(
+            EngineFile(
+                segment=entry["name"],
+                file=str(engine_path.relative_to(root)),
+                sha256=file_sha256(engine_path),
+                onnx_sha256=entry["sha256"],
+                build_seconds=round(seconds, 2),
+                network_layers=dict(sorted(layers.items())),
+                plugin_layers=sum(n for kind, n in layers.items() if kind.startswith("PLUGIN")),
+            )
+        )
+    return {
+        "builder": builder.name,
+        "version": builder.version,
+        "target": chosen.name,
+        "compute_capability": list(chosen.compute_capability),
+        "profile": {
+            "min_frames": build.min_frames,
+            "opt_frames": build.opt_frames,
+            "max_frames": build.max_frames,
+        },
+        "timing_cache": cache_path.name if cache_path.exists() else None,
+        "files": [asdict(e) for e in engines],
+    }
+
+
+def _check_target(builder: Builder, chosen: Target) -> None:
+    if builder.name == "tensorrt_rtx":
+        return  # builds ahead of time for a named compute capability, no GPU needed
+    major = int(builder.version.split(".")[0])
+    if major < 10:
+        raise ExportError(f"TensorRT {builder.version} is too old: earlytom needs TensorRT >= 10")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ExportError(
+            "full TensorRT builds on the GPU it targets and none is visible: "
+            "install tensorrt-rtx to build ahead of time"
+        )
+    local = torch.cuda.get_device_capability()
+    if tuple(local) != chosen.compute_capability:
+        raise ExportError(
+            f"target {chosen.name} is {chosen.sm} but this GPU is SM{local[0]}{local[1]}: full TensorRT "
+            "builds for the local GPU, so pick its target or build with tensorrt-rtx"
+        )
+
+
+def _build_one(
+    trt: Any,
+    builder_info: Builder,
+    logger: Any,
+    onnx_path: Path,
+    chosen: Target,
+    build: BuildConfig,
+    cache_path: Path,
+    retention: float,
+    pooled_tokens_per_frame: int,
+) -> tuple[bytes, Counter[str]]:
+    builder = trt.Builder(logger)
+    strongly_typed = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(strongly_typed)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
+        raise ExportError(f"{builder_info.name} cannot parse {onnx_path.name}: {errors}")
+    layers = Counter(network.get_layer(i).type.name for i in range(network.num_layers))
+
+    config = builder.create_builder_config()
+    if builder_info.name == "tensorrt_rtx":
+        config.num_compute_capabilities = 1
+        config.set_compute_capability(getattr(trt.ComputeCapability, chosen.sm), 0)
+    if builder_info.name == "tensorrt":
+        # Full TensorRT times tactics on the GPU; the cache makes rebuilds fast. TensorRT-RTX builds
+        # ahead of time without timing (kernels are specialised on the target GPU at load time).
+        cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    config.add_optimization_profile(_profile(builder, network, build, retention, pooled_tokens_per_frame))
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ExportError(f"{builder_info.name} failed to build {onnx_path.name} (see the log above)")
+    if builder_info.name == "tensorrt":
+        _write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
+    return bytes(plan), layers
+
+
+def _profile(builder: Any, network: Any, build: BuildConfig, retention: float, pooled: int) -> Any:
+    """Frames min/opt/max on every frame axis; token_count's values for the same frame counts."""
+    profile = builder.create_optimization_profile()
+    frames = (build.min_frames, build.opt_frames, build.max_frames)
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        if tensor.is_shape_tensor:  # token_count: N for a fully compressed opt clip, all tokens at max
+            opt = max(1, math.ceil(retention * build.opt_frames * pooled))
+            profile.set_shape_input(tensor.name, [1], [opt], [build.max_frames * pooled])
+            continue
+        shape = list(tensor.shape)
+        if shape and shape[0] == -1:
+            profile.set_shape(tensor.name, *([n, *shape[1:]] for n in frames))
+    return profile
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

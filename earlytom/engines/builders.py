@@ -1,0 +1,64 @@
+"""Which TensorRT is installed, and the GPU targets an engine can be built for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+from earlytom.errors import ExportError, MissingDependencyError
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    compute_capability: tuple[int, int]
+
+    @property
+    def sm(self) -> str:
+        major, minor = self.compute_capability
+        return f"SM{major}{minor}"
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("a100", (8, 0)),
+        Target("a10", (8, 6)),
+        Target("l40", (8, 9)),
+        Target("rtx4090", (8, 9)),
+        Target("rtx5090", (12, 0)),
+    )
+}
+BUILDERS = ("tensorrt", "tensorrt_rtx")
+
+
+@dataclass(frozen=True)
+class Builder:
+    name: str  # "tensorrt" or "tensorrt_rtx"
+    module: ModuleType
+    version: str
+
+
+def target(name: str) -> Target:
+    if name not in TARGETS:
+        raise ExportError(f"unknown target '{name}': choose one of {', '.join(TARGETS)}")
+    return TARGETS[name]
+
+
+def load_builder(preference: str = "auto") -> Builder:
+    """Full TensorRT when importable (what A100 users run), else TensorRT-RTX (builds without a GPU)."""
+    if preference not in ("auto", *BUILDERS):
+        raise ExportError(f"unknown builder '{preference}': choose auto, {' or '.join(BUILDERS)}")
+    for name in BUILDERS if preference == "auto" else (preference,):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        return Builder(name, module, str(module.__version__))
+    wanted = "TensorRT-RTX (pip install 'earlytom[rtx]') or TensorRT >= 10 (pip install 'earlytom[trt]')"
+    if preference != "auto":
+        wanted = {
+            "tensorrt": "TensorRT (pip install 'earlytom[trt]')",
+            "tensorrt_rtx": "TensorRT-RTX (pip install 'earlytom[rtx]')",
+        }[preference]
+    raise MissingDependencyError(f"no TensorRT builder is installed: install {wanted}, or pass --skip-build")
