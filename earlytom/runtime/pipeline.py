@@ -1,4 +1,4 @@
-"""EarlyTomPipeline: video + prompt in, answer and an honest TTFT breakdown out (torch backend)."""
+"""EarlyTomPipeline: video + prompt in, answer and an honest TTFT breakdown out (torch or ONNX segments)."""
 
 from __future__ import annotations
 
