@@ -67,7 +67,9 @@ def check_engines(
         for entry in engines["files"]:
             path = Path(folder) / entry["file"]
             if not path.is_file() or file_sha256(path) != entry["sha256"]:
-                raise EngineMismatchError(f"{path} is missing or changed since export: export the folder again")
+                raise EngineMismatchError(
+                    f"{path} is missing or changed since export: export the folder again"
+                )
     return manifest
 
 

@@ -10,39 +10,46 @@ from earlytom.exporter.manifest import read_manifest
 
 def describe_artifacts(folder: Path) -> str:
     manifest = read_manifest(folder)
-    config = manifest["earlytom_config"]
-    model = manifest["model"]
-    validation = manifest["validation"]
+    config, model = manifest["earlytom_config"], manifest["model"]
+    validation, versions = manifest["validation"], manifest["versions"]
+    passed = validation["checks"] - validation["failed"]
     lines = [
         f"{folder}",
         f"  model       {model['name']} ({model['source']}), weights sha256 {model['weights_sha256'][:16]}",
         f"  earlytom    retention {config['retention']}, tau {config['tau']}, prune layers "
-        f"{config['prune_layers']}, max window {config['max_window']}, drop last middle {config['drop_last_middle']}",
-        f"  onnx        {manifest['precision']}, opset {manifest['opset']}; torch {manifest['versions']['torch']}, "
-        f"transformers {manifest['versions']['transformers']}, onnx {manifest['versions']['onnx']}",
-        f"  validation  {'passed' if validation['passed'] else 'FAILED'}: {validation['checks'] - validation['failed']}"
-        f"/{validation['checks']} checks, min cosine {validation['min_cosine']:.6f} on {', '.join(validation['cases'])}",
+        f"{config['prune_layers']}, max window {config['max_window']}, "
+        f"drop last middle {config['drop_last_middle']}",
+        f"  onnx        {manifest['precision']}, opset {manifest['opset']}; torch {versions['torch']}, "
+        f"transformers {versions['transformers']}, onnx {versions['onnx']}",
+        f"  validation  {'passed' if validation['passed'] else 'FAILED'}: {passed}/{validation['checks']} "
+        f"checks, min cosine {validation['min_cosine']:.6f} on {', '.join(validation['cases'])}",
         "  segments",
     ]
     for segment in manifest["segments"]:
-        lines.append(f"    {segment['name']:<9} layers {_layers(segment):<7} {_io(segment['inputs'])} -> {_io(segment['outputs'])}")
+        io = f"{_io(segment['inputs'])} -> {_io(segment['outputs'])}"
+        lines.append(f"    {segment['name']:<9} layers {_layers(segment):<7} {io}")
     engines = manifest.get("engines")
     if not engines:
         lines.append("  engines     none (exported with --skip-build)")
         return "\n".join(lines)
     profile = engines["profile"]
+    major, minor = engines["compute_capability"]
     lines.append(
         f"  engines     {engines['builder']} {engines['version']}, target {engines['target']} "
-        f"(SM{engines['compute_capability'][0]}{engines['compute_capability'][1]}), frames "
-        f"{profile['min_frames']}/{profile['opt_frames']}/{profile['max_frames']}"
+        f"(SM{major}{minor}), frames {profile['min_frames']}/{profile['opt_frames']}/{profile['max_frames']}"
     )
     for entry in engines["files"]:
-        size = (Path(folder) / entry["file"]).stat().st_size / 2**20 if (Path(folder) / entry["file"]).exists() else 0
-        layers = ", ".join(f"{kind.lower()} {n}" for kind, n in sorted(entry["network_layers"].items(), key=lambda kv: -kv[1])[:6])
-        token_select = "" if entry["segment"] != "final" else (
-            f"; TokenSelect as {'plugin' if entry['plugin_layers'] else 'ONNX function body'}"
+        plan = Path(folder) / entry["file"]
+        size = plan.stat().st_size / 2**20 if plan.exists() else 0.0
+        counts = sorted(entry["network_layers"].items(), key=lambda kv: -kv[1])[:6]
+        layers = ", ".join(f"{kind.lower()} {n}" for kind, n in counts)
+        total = sum(entry["network_layers"].values())
+        token_select = ""
+        if entry["segment"] == "final":
+            token_select = f"; TokenSelect as {'plugin' if entry['plugin_layers'] else 'ONNX function body'}"
+        lines.append(
+            f"    {entry['file']:<14} {size:7.1f} MiB, {total} parsed layers ({layers}){token_select}"
         )
-        lines.append(f"    {entry['file']:<14} {size:7.1f} MiB, {sum(entry['network_layers'].values())} layers ({layers}){token_select}")
     return "\n".join(lines)
 
 

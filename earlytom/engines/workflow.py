@@ -10,7 +10,12 @@ from earlytom.exporter.manifest import MANIFEST, staged_output, write_json_atomi
 
 
 def export_artifacts(
-    spec: ExportSpec, out_dir: Path, build: BuildConfig | None, *, force: bool = False, progress: Progress = lambda _: None
+    spec: ExportSpec,
+    out_dir: Path,
+    build: BuildConfig | None,
+    *,
+    force: bool = False,
+    progress: Progress = lambda _: None,
 ) -> Path:
     """ONNX segments + validation.json (+ plans unless `build` is None) + manifest.json in `out_dir`.
 

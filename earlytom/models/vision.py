@@ -97,8 +97,9 @@ def load_vision_side(
 
     spec = MODELS.get(name_or_path)
     if spec is not None and spec.hub_id is not None and random_weights:
-        torch.manual_seed(0)  # reproducible random weights, so repeated exports hash alike
-        return build_vision_side(architecture_config(spec.name)), "random weights"
+        with torch.random.fork_rng():  # seeded: repeated exports hash alike; the caller's RNG is untouched
+            torch.manual_seed(0)
+            return build_vision_side(architecture_config(spec.name)), "random weights"
     folder = resolve_checkpoint(name_or_path, cache_dir=cache_dir)
     return _from_folder(folder), str(folder)
 
