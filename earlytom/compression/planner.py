@@ -23,10 +23,6 @@ class SelectionInputs:
     budget: torch.Tensor  # (2,) int64: k_d, k_s
     token_count: torch.Tensor  # () int64: N
 
-    @property
-    def count(self) -> int:
-        return int(self.token_count)
-
 
 class MergePlanner:
     """Stage I merges and Stage II selection inputs for one EarlyTom setting."""

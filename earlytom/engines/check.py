@@ -21,16 +21,6 @@ class RuntimeInfo:
     compute_capability: tuple[int, int] | None  # None: no GPU visible
 
 
-def current_runtime(builder: str) -> RuntimeInfo:
-    from earlytom.engines.builders import load_builder
-
-    loaded = load_builder(builder)
-    import torch
-
-    capability = tuple(torch.cuda.get_device_capability()) if torch.cuda.is_available() else None
-    return RuntimeInfo(loaded.name, loaded.version, capability)  # type: ignore[arg-type]
-
-
 def check_engines(
     folder: Path, runtime: RuntimeInfo, *, config: EarlyTomConfig | None = None, verify_files: bool = True
 ) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def export_onnx(spec: ExportSpec, folder: Path, progress: Progress = lambda _: N
             )
         )
         progress(f"exported {module.spec.name}.onnx in {time.perf_counter() - start:.1f} s")
-    del exported, encoders, final
+    del exported, encoders, final, modules, module  # free the fp16 copy before validation
 
     report = _validate(spec, vision, files, progress)
     write_json_atomic(folder / "validation.json", report.to_dict())
@@ -142,7 +142,7 @@ def _geometry(vision: VisionSide) -> dict[str, int]:
         "image_size": vision.image_size,
         "tokens_per_frame": vision.tokens_per_frame,
         "pooled_tokens_per_frame": vision.pooled_tokens_per_frame,
-        "vision_hidden_size": int(vision.layers[0].self_attn.embed_dim),
+        "vision_hidden_size": vision.hidden_size,
         "llm_hidden_size": int(vision.image_newline.shape[0]),
         "vision_layers": vision.num_layers,
     }

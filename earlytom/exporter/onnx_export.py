@@ -56,7 +56,7 @@ class SegmentFile:
 
 def example_inputs(vision: VisionSide, spec: SegmentSpec, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     frames, tokens = EXAMPLE_FRAMES, vision.tokens_per_frame
-    width = vision.layers[0].self_attn.embed_dim  # D
+    width = vision.hidden_size  # D
     size = vision.image_size
     table = {
         "pixel_values": torch.zeros(frames, 3, size, size, dtype=dtype),

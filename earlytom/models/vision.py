@@ -64,6 +64,10 @@ class VisionSide(nn.Module):
         return cls(llava.vision_tower, llava.multi_modal_projector, llava.image_newline, llava.config)
 
     @property
+    def hidden_size(self) -> int:
+        return int(self.layers[0].self_attn.embed_dim)  # D
+
+    @property
     def tokens_per_frame(self) -> int:
         return self.grid * self.grid  # S
 
