@@ -15,8 +15,8 @@ P, C = 196, 6
 
 
 class OnlySelect(torch.nn.Module):
-    def forward(self, features, scores, frame_kind, budget, token_count):  # type: ignore[no-untyped-def]
-        return torch.ops.earlytom.token_select(features, scores, frame_kind, budget, token_count)
+    def forward(self, features, scores, frame_kind, budget, token_slots):  # type: ignore[no-untyped-def]
+        return torch.ops.earlytom.token_select(features, scores, frame_kind, budget, token_slots)
 
 
 def inputs(frames: int, groups: list[tuple[int, int]], *, retention: float, seed: int, ties: bool):
@@ -32,7 +32,7 @@ def inputs(frames: int, groups: list[tuple[int, int]], *, retention: float, seed
         scores,
         torch.tensor(kinds),
         torch.tensor([budget.dynamic, budget.static]),
-        torch.tensor(selected_count(kinds, budget)),
+        torch.arange(selected_count(kinds, budget)),
     )
 
 
@@ -54,13 +54,13 @@ def test_op_equals_select_tokens(frames, groups, retention, ties) -> None:
     expected = select_tokens(args[0], args[1], groups, retention=retention, base_frames=32)
     assert torch.equal(index[:, 0], expected.frame_ids) and torch.equal(index[:, 1], expected.positions)
     assert torch.equal(tokens, expected.tokens)
-    assert index.shape[0] == int(args[4])
+    assert index.shape[0] == args[4].shape[0]
 
 
-def test_op_rejects_a_wrong_token_count() -> None:
+def test_op_rejects_a_wrong_token_slots() -> None:
     args = list(inputs(4, [(0, 3)], retention=0.1, seed=0, ties=False))
-    args[4] = args[4] + 1
-    with pytest.raises(ValueError, match="token_count"):
+    args[4] = torch.arange(args[4].shape[0] + 1)
+    with pytest.raises(ValueError, match="token_slots"):
         token_select(*args)
 
 
@@ -68,10 +68,11 @@ def test_op_rejects_a_wrong_token_count() -> None:
 def onnx_model(tmp_path_factory) -> onnx.ModelProto:
     example = inputs(3, [(0, 2)], retention=0.1, seed=0, ties=False)
     frames = torch.export.Dim("frames", min=1, max=4096)
+    selected = torch.export.Dim("selected", min=1, max=4096 * P)
     translation = {torch.ops.earlytom.token_select.default: token_select_translation()}
     program = torch.onnx.export(
         OnlySelect(), example, input_names=list(TOKEN_SELECT.inputs), output_names=list(TOKEN_SELECT.outputs),
-        dynamic_shapes=({0: frames}, {0: frames}, {0: frames}, None, None), opset_version=ONNX_OPSET,
+        dynamic_shapes=({0: frames}, {0: frames}, {0: frames}, None, {0: selected}), opset_version=ONNX_OPSET,
         dynamo=True, custom_translation_table=translation,
     )  # fmt: skip
     return attach_token_select_function(program.model_proto)
@@ -118,7 +119,7 @@ def test_tensorrt_rtx_builds_the_body_without_a_plugin(onnx_model, tmp_path) -> 
     profile = builder.create_optimization_profile()
     for name, shape in (("features", (P, C)), ("scores", (P,)), ("frame_kind", ())):
         profile.set_shape(name, (1, *shape), (32, *shape), (64, *shape))
-    profile.set_shape_input("token_count", [1], [628], [64 * P])
+    profile.set_shape("token_slots", (1,), (628,), (64 * P,))
     config.add_optimization_profile(profile)
     assert builder.build_serialized_network(network, config) is not None
 

@@ -2,7 +2,7 @@
 
 Torch modules, ONNX Runtime sessions and TensorRT contexts all hand their outputs here; the
 planner merges frames with `merge_frames` and, after the last prune layer, turns the final
-groups into the inputs of the TokenSelect op (frame kinds, budget, token count).
+groups into the inputs of the TokenSelect op (frame kinds, budget, token slots).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class SelectionInputs:
     groups: list[Segment]  # final segmentation of the T' frames
     frame_kind: torch.Tensor  # (T',) int64: 0 dynamic, 1 static
     budget: torch.Tensor  # (2,) int64: k_d, k_s
-    token_count: torch.Tensor  # () int64: N
+    token_slots: torch.Tensor  # (N,) int64: 0..N-1; TokenSelect reads only its length
 
 
 class MergePlanner:
@@ -57,5 +57,5 @@ class MergePlanner:
             groups=groups,
             frame_kind=torch.tensor(kinds, dtype=torch.int64, device=hidden.device),
             budget=torch.tensor([budget.dynamic, budget.static], dtype=torch.int64, device=hidden.device),
-            token_count=torch.tensor(selected_count(kinds, budget), dtype=torch.int64, device=hidden.device),
+            token_slots=torch.arange(selected_count(kinds, budget), dtype=torch.int64, device=hidden.device),
         )

@@ -114,7 +114,7 @@ def run_chain(
         "scores": scores,
         "frame_kind": selection.frame_kind,
         "budget": selection.budget,
-        "token_count": selection.token_count,
+        "token_slots": selection.token_slots,
     }
     outputs = executors[-1](inputs)
     if record:

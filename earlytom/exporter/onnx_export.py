@@ -64,22 +64,37 @@ def example_inputs(vision: VisionSide, spec: SegmentSpec, dtype: torch.dtype) ->
         "scores": torch.full((frames, tokens), 1.0 / tokens),
         "frame_kind": torch.zeros(frames, dtype=torch.int64),
         "budget": torch.tensor([1, 1]),
-        "token_count": torch.tensor(frames),
+        # A length unlike the frame count, so that the exporter keeps the two dimensions apart.
+        "token_slots": torch.arange(frames + 1),
     }
     return {name: table[name] for name in spec.inputs}
 
 
 def export_segment(
-    module: EncoderSegment | FinalSegment, vision: VisionSide, path: Path, dtype: torch.dtype, opset: int
+    module: EncoderSegment | FinalSegment,
+    vision: VisionSide,
+    path: Path,
+    dtype: torch.dtype,
+    opset: int,
+    *,
+    inline_token_select: bool = False,
 ) -> SegmentFile:
-    """Export one segment module to `path`; every input but budget/token_count has a dynamic frame axis."""
-    from earlytom.ops.onnx_function import attach_token_select_function, token_select_translation
+    """Export one segment module to `path`: a dynamic frame axis, and `selected` on token_slots.
+
+    `inline_token_select` replaces the TokenSelect node by its function body (standard ops only).
+    """
+    from earlytom.ops.onnx_function import (
+        attach_token_select_function,
+        inline_token_select_function,
+        token_select_translation,
+    )
 
     spec = module.spec
     inputs = example_inputs(vision, spec, dtype)
     frames = torch.export.Dim("frames", min=1, max=4096)
+    selected = torch.export.Dim("selected", min=1, max=4096 * 729)
     dynamic = {
-        name: ({0: frames} if tensor.dim() > 0 and name != "budget" else None)
+        name: ({0: selected} if name == "token_slots" else {0: frames} if name != "budget" else None)
         for name, tensor in inputs.items()
     }
     with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter():
@@ -99,6 +114,8 @@ def export_segment(
         )
     assert program is not None
     model = attach_token_select_function(program.model_proto)
+    if inline_token_select:
+        model = inline_token_select_function(model)
     _rename_dims(model)
     _save_atomic(model, path)
     return SegmentFile(spec, path, *_io_info(model), sha256=file_sha256(path))
@@ -106,7 +123,7 @@ def export_segment(
 
 def _rename_dims(model: Any) -> None:
     """Name the symbolic dimensions: `frames` on inputs, `selected` (+1 with the newline) on outputs."""
-    names = {"video_tokens": "selected+1", "token_index": "selected"}
+    names = {"video_tokens": "selected+1", "token_index": "selected", "token_slots": "selected"}
     for value in [*model.graph.input, *model.graph.output]:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param:

@@ -17,7 +17,7 @@ from earlytom.config import EarlyTomConfig
 from earlytom.models.attention import layer_with_received_attention
 from earlytom.models.vision import VisionSide, pool_grid
 
-SELECT_INPUTS = ("hidden", "scores", "frame_kind", "budget", "token_count")
+SELECT_INPUTS = ("hidden", "scores", "frame_kind", "budget", "token_slots")
 FINAL_OUTPUTS = ("video_tokens", "token_index")
 
 
@@ -130,14 +130,14 @@ class FinalSegment(nn.Module):
         scores: torch.Tensor,
         frame_kind: torch.Tensor,
         budget: torch.Tensor,
-        token_count: torch.Tensor,
+        token_slots: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """features (T, S, C), scores (T, S) -> video_tokens (N + 1, C), token_index (N, 2)."""
         pooled = self.pool(features)  # (T, P, C)
         # Scores get the same pooling, in fp32: (T, S) -> (T, S, 1) -> (T, P, 1) -> (T, P).
         pooled_scores = self.pool(scores.float()[..., None]).squeeze(-1)
         tokens, index = torch.ops.earlytom.token_select(
-            pooled, pooled_scores, frame_kind, budget, token_count
+            pooled, pooled_scores, frame_kind, budget, token_slots
         )
         return torch.cat([tokens, self.newline(tokens.dtype)]), index
 
@@ -147,10 +147,10 @@ class FinalSegment(nn.Module):
         scores: torch.Tensor,
         frame_kind: torch.Tensor,
         budget: torch.Tensor,
-        token_count: torch.Tensor,
+        token_slots: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.projector(self.run_layers(hidden))  # (T, S, C)
-        return self.select(features, scores, frame_kind, budget, token_count)
+        return self.select(features, scores, frame_kind, budget, token_slots)
 
 
 def build_segments(

@@ -60,7 +60,7 @@ class VideoPath:
             return VideoTokens(embeds, None, None, encoded.frames_per_stage, tokens_before)
         selection = encoded.selection
         embeds, index = final.select(
-            encoded.features, encoded.scores, selection.frame_kind, selection.budget, selection.token_count
+            encoded.features, encoded.scores, selection.frame_kind, selection.budget, selection.token_slots
         )
         return VideoTokens(embeds, index[:, 0], index[:, 1], encoded.frames_per_stage, tokens_before)
 

@@ -4,9 +4,9 @@ ONNX Runtime runs the function body; TensorRT uses the plugin named by the node'
 `plugin_namespace`/`plugin_version` when one is registered, else it inlines the body. The body
 uses only elementwise ops, comparisons, reductions, CumSum and gathers: no TopK (TensorRT does not
 promise its tie order; counting keeps the reference's rule, the lower index wins) and no NonZero
-(TensorRT-RTX's parser has no importer for it). The output count N comes in as `token_count`, a
-0-D int64 input the planner computes (N = dynamic frames·k_d + static frames·k_s), so the output
-shape is a shape-tensor computation that every TensorRT can build.
+(TensorRT-RTX's parser has no importer for it). The output count N comes in as the length of
+`token_slots`, an (N,) int64 input the planner sizes (N = dynamic frames·k_d + static frames·k_s),
+so every output shape follows from input shapes and every TensorRT can build it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ ONNX_OPSET = 18  # ONNX Runtime and TensorRT >= 10 (and TensorRT-RTX 1.x) all pa
 
 
 def token_select_function(opset: int = ONNX_OPSET) -> onnx.FunctionProto:
-    """The body, in standard ops, of the node `earlytom::TokenSelect`."""
+    """The body, in standard ops, of the node `earlytom::EarlyTomTokenSelect`."""
     nodes: list[onnx.NodeProto] = []
 
     def add(op: str, inputs: list[str], output: str, **attrs: Any) -> str:
@@ -33,7 +33,7 @@ def token_select_function(opset: int = ONNX_OPSET) -> onnx.FunctionProto:
         tensor = helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
         return add("Constant", [], name, value=tensor)
 
-    features, scores, frame_kind, budget, token_count = TOKEN_SELECT.inputs
+    features, scores, frame_kind, budget, token_slots = TOKEN_SELECT.inputs
     zero, one, ax0, ax1, ax2 = const("zero", [0]), const("one", [1]), "zero", "one", const("ax2", [2])
     # Scalars: P, k_d, k_s (each a (1,) int64 tensor).
     shape = add("Shape", [scores], "shape")
@@ -125,7 +125,7 @@ def token_select_function(opset: int = ONNX_OPSET) -> onnx.FunctionProto:
     )  # (T, P)
 
     # Compaction without NonZero (TensorRT-RTX's parser has no NonZero importer): slot n of the
-    # N = token_count outputs is the r-th kept token of frame t, found by counting.
+    # N = len(token_slots) outputs is the r-th kept token of frame t, found by counting.
     def to_float(name: str) -> str:
         return add("Cast", [name], name + "_f", to=TensorProto.FLOAT)
 
@@ -135,7 +135,10 @@ def token_select_function(opset: int = ONNX_OPSET) -> onnx.FunctionProto:
     keep_f = to_float(keep)
     per_frame = add("ReduceSum", [keep_f, ax1], "per_frame", keepdims=0)  # (T,)
     frame_end = add("CumSum", [per_frame, add("Squeeze", [zero], "axis0")], "frame_end")  # (T,) inclusive
-    slots = to_float(add("Range", ["zero_s", token_count, "one_s"], "slots"))  # (N,)
+    slot_count = add("Squeeze", [add("Shape", [token_slots], "slots_shape")], "slot_count")
+    slots = to_float(
+        add("Range", ["zero_s", slot_count, "one_s"], "slots")
+    )  # (N,); values of token_slots unused
     slot_col = add("Unsqueeze", [slots, ax1], "slot_col")  # (N, 1)
     ends_row = add("Unsqueeze", [frame_end, ax0], "ends_row")  # (1, T)
     slot_frame = add(
@@ -172,7 +175,7 @@ def token_select_function(opset: int = ONNX_OPSET) -> onnx.FunctionProto:
 
 
 def register_token_select_schema() -> None:
-    """Make `earlytom::TokenSelect` a known op for onnx (checker, onnxscript); idempotent."""
+    """Make `earlytom::EarlyTomTokenSelect` a known op for onnx (checker, onnxscript); idempotent."""
     if onnx.defs.has(TOKEN_SELECT.op_type, TOKEN_SELECT.domain):
         return
     param = onnx.defs.OpSchema.FormalParameter
@@ -187,7 +190,7 @@ def register_token_select_schema() -> None:
             param("scores", "tensor(float)"),
             param("frame_kind", "tensor(int64)"),
             param("budget", "tensor(int64)"),
-            param("token_count", "tensor(int64)"),
+            param("token_slots", "tensor(int64)"),
         ],
         outputs=[param("tokens", "T"), param("token_index", "tensor(int64)")],
         type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "feature type")],
@@ -206,13 +209,13 @@ def token_select_translation() -> Any:
     register_token_select_schema()
     node = getattr(values.Opset(TOKEN_SELECT.domain, 1), TOKEN_SELECT.op_type)
 
-    def translate(features: Any, scores: Any, frame_kind: Any, budget: Any, token_count: Any) -> Any:
+    def translate(features: Any, scores: Any, frame_kind: Any, budget: Any, token_slots: Any) -> Any:
         return node(
             features,
             scores,
             frame_kind,
             budget,
-            token_count,
+            token_slots,
             plugin_namespace=TOKEN_SELECT.plugin_namespace,
             plugin_version=TOKEN_SELECT.plugin_version,
             _outputs=len(TOKEN_SELECT.outputs),
@@ -223,10 +226,7 @@ def token_select_translation() -> Any:
 
 def attach_token_select_function(model: onnx.ModelProto) -> onnx.ModelProto:
     """Add the function body (and the custom domain's opset) to a model that uses the node."""
-    uses_node = any(
-        n.domain == TOKEN_SELECT.domain and n.op_type == TOKEN_SELECT.op_type for n in model.graph.node
-    )
-    if not uses_node:
+    if not uses_token_select_node(model):
         return model
     kept = [f for f in model.functions if (f.domain, f.name) != (TOKEN_SELECT.domain, TOKEN_SELECT.op_type)]
     del model.functions[:]
@@ -234,3 +234,20 @@ def attach_token_select_function(model: onnx.ModelProto) -> onnx.ModelProto:
     if not any(o.domain == TOKEN_SELECT.domain for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(TOKEN_SELECT.domain, 1))
     return model
+
+
+def inline_token_select_function(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same model with every TokenSelect node replaced by its body: standard ops only."""
+    import onnx.inliner
+
+    inlined = onnx.inliner.inline_selected_functions(model, [(TOKEN_SELECT.domain, TOKEN_SELECT.op_type)])
+    kept = [o for o in inlined.opset_import if o.domain != TOKEN_SELECT.domain]
+    del inlined.opset_import[:]
+    inlined.opset_import.extend(kept)
+    return inlined
+
+
+def uses_token_select_node(model: onnx.ModelProto) -> bool:
+    return any(
+        n.domain == TOKEN_SELECT.domain and n.op_type == TOKEN_SELECT.op_type for n in model.graph.node
+    )

@@ -1,11 +1,12 @@
 """`earlytom::token_select`: Stage II as one op (DESIGN §4).
 
 Inputs: pooled features (T, P, C), pooled scores (T, P) fp32, frame_kind (T,) int64 (0 dynamic,
-1 static), budget (2,) int64 = (k_d, k_s) and token_count () int64 = N. Outputs: the kept tokens
+1 static), budget (2,) int64 = (k_d, k_s) and token_slots (N,) int64. Outputs: the kept tokens
 (N, C) and their (frame, position) pairs (N, 2) int64, in row-major (frame, raster) order.
 
-N is known to the planner before the op runs (`selected_count`); passing it in gives backends an
-output size they can plan for (see `onnx_function`).
+N is known to the planner before the op runs (`selected_count`). It enters as the *length* of
+`token_slots` (the values are not read), so every output shape is a function of input shapes: no
+backend needs a data-dependent output (TensorRT: no size tensor, no output allocator).
 
 The budget is an input rather than computed in the graph: the released code computes
 ceil(P·r·B/T') in float64, which TensorRT cannot represent, and float32 gives a different k_d in
@@ -26,10 +27,10 @@ class TokenSelectSpec:
     """The one description of the op that the ONNX node, its function body and the plugin share."""
 
     domain: str = "earlytom"
-    op_type: str = "TokenSelect"
+    op_type: str = "EarlyTomTokenSelect"
     plugin_namespace: str = "earlytom"
     plugin_version: str = "1"
-    inputs: tuple[str, ...] = ("features", "scores", "frame_kind", "budget", "token_count")
+    inputs: tuple[str, ...] = ("features", "scores", "frame_kind", "budget", "token_slots")
     outputs: tuple[str, ...] = ("tokens", "token_index")
 
 
@@ -42,14 +43,16 @@ def token_select(
     scores: torch.Tensor,
     frame_kind: torch.Tensor,
     budget: torch.Tensor,
-    token_count: torch.Tensor,
+    token_slots: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """features (T, P, C), scores (T, P), frame_kind (T,), budget (2,), token_count () -> (N, C), (N, 2)."""
+    """features (T, P, C), scores (T, P), frame_kind (T,), budget (2,), token_slots (N,) -> (N, C), (N, 2)."""
     dynamic, static = (int(k) for k in budget.tolist())
     keep = selection_mask(scores, frame_kind, TokenBudget(dynamic=dynamic, static=static))  # (T, P)
     index = keep.nonzero()  # (N, 2): row-major, frames in time, tokens in raster order
-    if index.shape[0] != int(token_count):
-        raise ValueError(f"token_count is {int(token_count)} but the budget keeps {index.shape[0]} tokens")
+    if index.shape[0] != token_slots.shape[0]:
+        raise ValueError(
+            f"token_slots has length {token_slots.shape[0]} but the budget keeps {index.shape[0]} tokens"
+        )
     return features[index[:, 0], index[:, 1]], index
 
 
@@ -59,7 +62,7 @@ def _token_select_fake(
     scores: torch.Tensor,
     frame_kind: torch.Tensor,
     budget: torch.Tensor,
-    token_count: torch.Tensor,
+    token_slots: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    count = torch.library.get_ctx().new_dynamic_size()
+    count = token_slots.shape[0]
     return features.new_empty(count, features.shape[2]), features.new_empty(count, 2, dtype=torch.int64)
