@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from click.testing import CliRunner, Result
@@ -29,7 +30,7 @@ def run_export(tiny_cache: Path, *args: str) -> Result:
 def fp16_dir(tiny_cache: Path, jobs_mp4: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "engines" / "tiny"
     video = ("--validation-video", str(jobs_mp4), "--validation-frames", "32")
-    result = run_export(tiny_cache, "--out", str(out), *video)
+    result = run_export(tiny_cache, "--out", str(out), "--token-select", "onnx", *video)
     assert result.exit_code == 0, result.output
     return out
 
@@ -71,7 +72,12 @@ def test_writes_segments_validation_plans_and_manifest(fp16_dir: Path) -> None:
     for entry, segment in zip(engines["files"], manifest["segments"], strict=True):
         assert entry["onnx_sha256"] == segment["sha256"]
         assert file_sha256(fp16_dir / entry["file"]) == entry["sha256"]
-    assert engines["files"][-1]["plugin_layers"] == 0  # TokenSelect built from its ONNX function body
+    assert manifest["token_select"] == "onnx" and engines["plugin"] is None
+    assert engines["files"][-1]["plugin_layers"] == 0 and not engines["files"][-1]["needs_plugin"]
+    final_graph = onnx.load(fp16_dir / "final.onnx")
+    assert {n.domain for n in final_graph.graph.node} == {""}, (
+        "onnx mode: TokenSelect inlined to standard ops"
+    )
     assert not list(fp16_dir.parent.glob(".tiny.*")), "no staging folder is left behind"
 
 
@@ -100,7 +106,7 @@ def test_inspect_prints_manifest_and_engine_layers(fp16_dir: Path) -> None:
     result = CliRunner().invoke(cli, ["inspect", str(fp16_dir)])
     assert result.exit_code == 0, result.output
     assert "tensorrt_rtx" in result.output and "target a100 (SM80)" in result.output
-    assert "TokenSelect as ONNX function body" in result.output
+    assert "TokenSelect as standard layers" in result.output
     assert "validation  passed" in result.output
 
 

@@ -41,6 +41,15 @@ from earlytom.config import DEFAULT_RETENTION, DEFAULT_TASK, PRESETS, build_conf
 @click.option(
     "--frames-profile", default="1,32,64", show_default=True, help="Engine profile: min,opt,max frames."
 )
+@click.option(
+    "--token-select", default="auto", show_default=True, type=click.Choice(["auto", "plugin", "onnx"]),
+    help="plugin: TokenSelect is one node TensorRT runs as the EarlyTomTokenSelect CUDA plugin "
+    "(see 'earlytom build-plugins'); onnx: standard ops only; auto: plugin when a plugin library is built.",
+)  # fmt: skip
+@click.option(
+    "--plugin-library", type=click.Path(path_type=Path),
+    help="libearlytom_plugins.so to build with.  [default: the one 'earlytom build-plugins' wrote]",
+)  # fmt: skip
 @click.option("--skip-build", is_flag=True, help="Write and validate the ONNX segments only.")
 @click.option("--fp32", is_flag=True, help="Export FP32 graphs (validated for identical token selection).")
 @click.option(
@@ -57,14 +66,14 @@ from earlytom.config import DEFAULT_RETENTION, DEFAULT_TASK, PRESETS, build_conf
 def export(
     model: str, random_weights: bool, task: str, retention: float, tau: float | None,
     prune_layers: str | None, keep_last_middle: bool, out: Path | None, target: str, builder: str,
-    frames_profile: str, skip_build: bool, fp32: bool, validation_video: Path | None,
-    validation_frames: int, force: bool,
+    frames_profile: str, token_select: str, plugin_library: Path | None, skip_build: bool, fp32: bool,
+    validation_video: Path | None, validation_frames: int, force: bool,
 ) -> None:  # fmt: skip
     """Export EarlyTom's compressing vision encoder: FP16 ONNX segments split at the prune layers, a
     final segment with projector, pooling and the TokenSelect op, each validated in ONNX Runtime
     against PyTorch, and TensorRT plans of every segment; manifest.json describes them all."""
     from earlytom.engines.build import BuildConfig
-    from earlytom.engines.workflow import export_artifacts
+    from earlytom.engines.workflow import export_artifacts, resolve_token_select
     from earlytom.exporter.export import ExportSpec
 
     config = build_config(
@@ -82,9 +91,10 @@ def export(
         precision="float32" if fp32 else "float16",
         validation_video=validation_video,
         validation_frames=validation_frames,
+        token_select=resolve_token_select(token_select, plugin_library),
     )
     out_dir = out or Path("engines") / Path(model).name
-    export_artifacts(spec, out_dir, build, force=force, progress=progress)
+    export_artifacts(spec, out_dir, build, force=force, plugin_library=plugin_library, progress=progress)
 
 
 def _profile(text: str) -> tuple[int, int, int]:

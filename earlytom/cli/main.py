@@ -153,6 +153,17 @@ def inspect(folder: Path) -> None:
     click.echo(describe_artifacts(folder))
 
 
+def _register_commands() -> None:
+    from earlytom.cli.plugins import build_plugins
+    from earlytom.cli.profile import profile
+
+    cli.add_command(build_plugins)
+    cli.add_command(profile)
+
+
+_register_commands()
+
+
 def main() -> None:
     cli(prog_name="earlytom")
 

@@ -42,7 +42,8 @@ class EngineFile:
     onnx_sha256: str
     build_seconds: float
     network_layers: dict[str, int]  # layer types after parsing (the plan cannot be inspected without a GPU)
-    plugin_layers: int  # 0: TokenSelect runs as its ONNX function body
+    plugin_layers: int  # 0: TokenSelect runs as standard ops
+    needs_plugin: bool  # the plan references EarlyTomTokenSelect: load the plugin library first
 
 
 def build_engines(
@@ -52,15 +53,24 @@ def build_engines(
     *,
     retention: float,
     pooled_tokens_per_frame: int,
+    token_select: str = "onnx",
+    plugin_library: Path | None = None,
     progress: Progress = lambda _: None,
 ) -> dict[str, Any]:
-    """Build `segments` (manifest entries, files relative to `root`) -> the manifest's engine section."""
+    """Build `segments` (manifest entries, files relative to `root`) -> the manifest's engine section.
+
+    With `token_select` "plugin" the plugin library is registered before parsing, every plan that
+    uses it says so, and a copy of the library goes into `root/plugins/` beside the plans.
+    """
     from earlytom.exporter.onnx_export import file_sha256
 
     builder = load_builder(build.builder)
     chosen = target(build.target)
     _check_target(builder, chosen)
     trt = builder.module
+    plugin = None
+    if token_select == "plugin":
+        plugin = _register_plugin(trt, root, plugin_library, progress)
     logger = trt.Logger(trt.Logger.ERROR)  # its warnings (int64 bindings...) are expected here
     cache_path = root / "timing.cache"
     engines = []
@@ -73,6 +83,12 @@ def build_engines(
         plan, layers = _build_one(
             trt, builder, logger, onnx_path, chosen, build, cache_path, retention, pooled_tokens_per_frame
         )
+        plugin_layers = sum(n for kind, n in layers.items() if kind.startswith("PLUGIN"))
+        if plugin is not None and entry["name"] == segments[-1]["name"] and plugin_layers == 0:
+            raise ExportError(
+                f"{builder.name} built {entry['name']} without the TokenSelect plugin although it is "
+                "registered: the node's plugin attributes do not match the library's creator"
+            )
         engine_path = onnx_path.with_suffix(".plan")
         _write_atomic(engine_path, plan)
         seconds = time.perf_counter() - start
@@ -85,7 +101,8 @@ def build_engines(
                 onnx_sha256=entry["sha256"],
                 build_seconds=round(seconds, 2),
                 network_layers=dict(sorted(layers.items())),
-                plugin_layers=sum(n for kind, n in layers.items() if kind.startswith("PLUGIN")),
+                plugin_layers=plugin_layers,
+                needs_plugin=plugin_layers > 0,
             )
         )
     return {
@@ -99,8 +116,38 @@ def build_engines(
             "max_frames": build.max_frames,
         },
         "timing_cache": cache_path.name if cache_path.exists() else None,
+        "token_select": token_select,
+        "plugin": plugin,
         "files": [asdict(e) for e in engines],
     }
+
+
+def _register_plugin(trt: Any, root: Path, library: Path | None, progress: Progress) -> dict[str, Any]:
+    """Load the TokenSelect plugin into `trt` and copy it (and its static twin) into root/plugins/."""
+    from earlytom.exporter.onnx_export import file_sha256
+    from earlytom.trt_plugins.library import LIBRARY, STATIC_LIBRARY, find_plugin_library
+    from earlytom.trt_plugins.registry import load_plugin_library
+
+    found = find_plugin_library(library)
+    if found is None:
+        raise ExportError(
+            "the final segment uses the EarlyTomTokenSelect plugin but no plugin library was found: "
+            "run 'earlytom build-plugins' first, or export with --token-select onnx"
+        )
+    load_plugin_library(trt, found)
+    progress(f"registered the TokenSelect plugin from {found}")
+    folder = root / "plugins"
+    folder.mkdir(exist_ok=True)
+    record: dict[str, Any] = {}
+    for key, name, source in (
+        ("file", LIBRARY, found),
+        ("static_file", STATIC_LIBRARY, found.with_name(STATIC_LIBRARY)),
+    ):
+        if source.is_file():
+            _write_atomic(folder / name, source.read_bytes())
+            record[key] = f"plugins/{name}"
+            record[key.replace("file", "sha256")] = file_sha256(folder / name)
+    return record
 
 
 def _check_target(builder: Builder, chosen: Target) -> None:
@@ -164,18 +211,17 @@ def _build_one(
 
 
 def _profile(builder: Any, network: Any, build: BuildConfig, retention: float, pooled: int) -> Any:
-    """Frames min/opt/max on every frame axis; token_count's values for the same frame counts."""
+    """Frames min/opt/max on every frame axis; token_slots' length N for the same frame counts."""
     profile = builder.create_optimization_profile()
     frames = (build.min_frames, build.opt_frames, build.max_frames)
+    # N: one token at least, r·B·P for an opt-length clip, every pooled token of max frames.
+    selected = (1, max(1, math.ceil(retention * build.opt_frames * pooled)), build.max_frames * pooled)
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        if tensor.is_shape_tensor:  # token_count: N for a fully compressed opt clip, all tokens at max
-            opt = max(1, math.ceil(retention * build.opt_frames * pooled))
-            profile.set_shape_input(tensor.name, [1], [opt], [build.max_frames * pooled])
-            continue
         shape = list(tensor.shape)
         if shape and shape[0] == -1:
-            profile.set_shape(tensor.name, *([n, *shape[1:]] for n in frames))
+            sizes = selected if tensor.name == "token_slots" else frames
+            profile.set_shape(tensor.name, *([n, *shape[1:]] for n in sizes))
     return profile
 
 

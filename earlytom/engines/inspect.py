@@ -46,7 +46,8 @@ def describe_artifacts(folder: Path) -> str:
         total = sum(entry["network_layers"].values())
         token_select = ""
         if entry["segment"] == "final":
-            token_select = f"; TokenSelect as {'plugin' if entry['plugin_layers'] else 'ONNX function body'}"
+            how = "the EarlyTomTokenSelect plugin" if entry["plugin_layers"] else "standard layers"
+            token_select = f"; TokenSelect as {how}"
         lines.append(
             f"    {entry['file']:<14} {size:7.1f} MiB, {total} parsed layers ({layers}){token_select}"
         )

@@ -15,6 +15,7 @@ def export_artifacts(
     build: BuildConfig | None,
     *,
     force: bool = False,
+    plugin_library: Path | None = None,
     progress: Progress = lambda _: None,
 ) -> Path:
     """ONNX segments + validation.json (+ plans unless `build` is None) + manifest.json in `out_dir`.
@@ -22,7 +23,11 @@ def export_artifacts(
     Nothing appears at `out_dir` unless every step succeeds; an existing folder is replaced only
     with `force`, and only once the new one is complete.
     """
+    if build is not None and spec.token_select == "plugin":
+        _require_plugin_library(plugin_library)  # fail before minutes of export, not after
     with staged_output(out_dir, force=force) as stage:
+        plugin = spec.token_select == "plugin"
+        progress(f"TokenSelect as {'the EarlyTomTokenSelect plugin' if plugin else 'standard ONNX ops'}")
         manifest = export_onnx(spec, stage, progress)
         if build is not None:
             manifest["engines"] = build_engines(
@@ -31,8 +36,30 @@ def export_artifacts(
                 build,
                 retention=spec.config.retention,
                 pooled_tokens_per_frame=manifest["geometry"]["pooled_tokens_per_frame"],
+                token_select=spec.token_select,
+                plugin_library=plugin_library,
                 progress=progress,
             )
         write_json_atomic(stage / MANIFEST, manifest)
     progress(f"wrote {out_dir}")
     return out_dir.resolve()
+
+
+def resolve_token_select(mode: str, plugin_library: Path | None) -> str:
+    """auto -> plugin when a plugin library is at hand (given, or built by `earlytom build-plugins`)."""
+    from earlytom.trt_plugins.library import find_plugin_library
+
+    if mode != "auto":
+        return mode
+    return "plugin" if find_plugin_library(plugin_library) is not None else "onnx"
+
+
+def _require_plugin_library(plugin_library: Path | None) -> None:
+    from earlytom.errors import ExportError
+    from earlytom.trt_plugins.library import find_plugin_library
+
+    if find_plugin_library(plugin_library) is None:
+        raise ExportError(
+            "--token-select plugin needs the EarlyTomTokenSelect plugin library: run "
+            "'earlytom build-plugins' first, or export with --token-select onnx"
+        )

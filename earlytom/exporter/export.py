@@ -26,6 +26,9 @@ from earlytom.ops.onnx_function import ONNX_OPSET
 
 Progress = Callable[[str], None]
 PRECISIONS = {"float16": torch.float16, "float32": torch.float32}
+# plugin: one earlytom::EarlyTomTokenSelect node (TensorRT resolves it to the plugin, ONNX Runtime
+# runs its function body); onnx: the body inlined into standard ops, so no plugin is ever needed.
+TOKEN_SELECT_MODES = ("plugin", "onnx")
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,13 @@ class ExportSpec:
     validation_video: Path | None = None  # real frames; random frames are always checked too
     validation_frames: int = 8
     cache_dir: Path | None = None
+    token_select: str = "onnx"
 
     def __post_init__(self) -> None:
+        if self.token_select not in TOKEN_SELECT_MODES:
+            raise ExportError(
+                f"unknown token-select mode '{self.token_select}': choose {' or '.join(TOKEN_SELECT_MODES)}"
+            )
         if self.precision not in PRECISIONS:
             raise ExportError(f"unknown precision '{self.precision}': choose {' or '.join(PRECISIONS)}")
         if not self.config.enabled:
@@ -69,7 +77,12 @@ def export_onnx(spec: ExportSpec, folder: Path, progress: Progress = lambda _: N
         progress(f"exporting {module.spec.name} ({layers}) to ONNX, {spec.precision}")
         files.append(
             export_segment(
-                module, exported, folder / f"{module.spec.name}.onnx", PRECISIONS[spec.precision], spec.opset
+                module,
+                exported,
+                folder / f"{module.spec.name}.onnx",
+                PRECISIONS[spec.precision],
+                spec.opset,
+                inline_token_select=spec.token_select == "onnx",
             )
         )
         progress(f"exported {module.spec.name}.onnx in {time.perf_counter() - start:.1f} s")
@@ -93,6 +106,7 @@ def export_onnx(spec: ExportSpec, folder: Path, progress: Progress = lambda _: N
         "config_sha256": config_sha256(spec.config),
         "precision": spec.precision,
         "opset": spec.opset,
+        "token_select": spec.token_select,
         "geometry": _geometry(vision),
         "segments": [f.to_dict(folder) for f in files],
         "versions": versions(),

@@ -16,6 +16,7 @@ from typing import Any
 
 from earlytom.config import EarlyTomConfig
 from earlytom.errors import EngineMismatchError, ExportError
+from earlytom.models.segments import SegmentSpec
 
 MANIFEST = "manifest.json"
 FORMAT = "earlytom-artifacts/1"
@@ -80,3 +81,24 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             found[package] = None
     return found
+
+
+def artifact_config(manifest: dict[str, Any]) -> EarlyTomConfig:
+    """The EarlyTom setting a folder was exported with."""
+    fields = dict(manifest["earlytom_config"])
+    fields["prune_layers"] = tuple(fields["prune_layers"])
+    return EarlyTomConfig(**fields)
+
+
+def segment_specs(manifest: dict[str, Any]) -> list[SegmentSpec]:
+    """The segments of a folder, as the chain runs them (names, layers, inputs, outputs)."""
+    return [
+        SegmentSpec(
+            name=s["name"],
+            first_layer=s["layers"][0] if s["layers"] else 0,
+            stop_layer=s["layers"][1] + 1 if s["layers"] else 0,
+            inputs=tuple(t["name"] for t in s["inputs"]),
+            outputs=tuple(t["name"] for t in s["outputs"]),
+        )
+        for s in manifest["segments"]
+    ]

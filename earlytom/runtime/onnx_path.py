@@ -12,12 +12,10 @@ from typing import Any
 
 import torch
 
-from earlytom.config import EarlyTomConfig
 from earlytom.errors import EngineMismatchError
 from earlytom.exporter.chain import ChainRun, OrtExecutor, run_chain
-from earlytom.exporter.manifest import read_manifest
+from earlytom.exporter.manifest import artifact_config, read_manifest, segment_specs
 from earlytom.models.encoder import planner_for
-from earlytom.models.segments import SegmentSpec
 from earlytom.models.video_path import VideoTokens
 from earlytom.models.vision import VisionSide
 
@@ -25,12 +23,6 @@ from earlytom.models.vision import VisionSide
 @dataclass(frozen=True)
 class EncodedChain:
     run: ChainRun
-
-
-def artifact_config(manifest: dict[str, Any]) -> EarlyTomConfig:
-    fields = dict(manifest["earlytom_config"])
-    fields["prune_layers"] = tuple(fields["prune_layers"])
-    return EarlyTomConfig(**fields)
 
 
 class OnnxVideoPath:
@@ -53,16 +45,7 @@ class OnnxVideoPath:
             )
         self.config = artifact_config(manifest)
         self.pooled_tokens = int(manifest["geometry"]["pooled_tokens_per_frame"])
-        self.specs = [
-            SegmentSpec(
-                name=s["name"],
-                first_layer=s["layers"][0] if s["layers"] else 0,
-                stop_layer=s["layers"][1] + 1 if s["layers"] else 0,
-                inputs=tuple(t["name"] for t in s["inputs"]),
-                outputs=tuple(t["name"] for t in s["outputs"]),
-            )
-            for s in manifest["segments"]
-        ]
+        self.specs = segment_specs(manifest)
         self.executors = [
             OrtExecutor(Path(folder) / s["file"], spec)
             for s, spec in zip(manifest["segments"], self.specs, strict=True)

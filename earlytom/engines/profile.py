@@ -1,0 +1,255 @@
+"""`earlytom profile`: per-engine latency at the shapes a real video produces (DESIGN §5).
+
+1. Run the folder's ONNX segments once on the video (ONNX Runtime + the planner) and record what
+   each segment receives: frame counts, and the final segment's frame kinds, budget and N.
+2. Per plan, either the exact trtexec command (with those shapes and the recorded integer inputs,
+   saved as .bin files), run when the tool is on PATH, or CUDA-event timing from Python.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import statistics
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from earlytom.errors import InputError, MissingDependencyError
+from earlytom.exporter.chain import OrtExecutor, run_chain
+from earlytom.exporter.manifest import artifact_config, read_manifest, segment_specs
+from earlytom.models.encoder import planner_for
+
+Progress = Callable[[str], None]
+# Inputs whose values steer the work (or must be consistent): loaded from the recorded run.
+RECORDED_INPUTS = ("scores", "frame_kind", "budget", "token_slots")
+TOOLS = {"tensorrt": "trtexec", "tensorrt_rtx": "tensorrt_rtx"}
+
+
+@dataclass(frozen=True)
+class SegmentShapes:
+    name: str
+    plan: Path
+    frames: int
+    shapes: dict[str, tuple[int, ...]]
+    input_files: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SegmentTiming:
+    name: str
+    frames: int
+    times_ms: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "segment": self.name,
+            "frames": self.frames,
+            **percentiles(self.times_ms),
+            "times_ms": self.times_ms,
+        }
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return {"p50_ms": round(statistics.median(ordered), 4), "p90_ms": round(p90, 4)}
+
+
+def record_shapes(folder: Path, video: Path, num_frames: int, inputs_dir: Path) -> list[SegmentShapes]:
+    """Run the ONNX chain on `video`; the shapes (and integer inputs, saved) each plan will see."""
+    from earlytom.models.preprocess import preprocess_frames
+    from earlytom.models.video import load_video
+
+    manifest = read_manifest(folder)
+    if not manifest.get("engines"):
+        raise InputError(f"{folder} has no engines (exported with --skip-build): nothing to profile")
+    specs = segment_specs(manifest)
+    executors = [
+        OrtExecutor(folder / s["file"], spec) for s, spec in zip(manifest["segments"], specs, strict=True)
+    ]
+    geometry = manifest["geometry"]
+    pixels = preprocess_frames(load_video(video, num_frames).frames, size=geometry["image_size"])
+    run = run_chain(
+        executors, specs, pixels, planner_for(artifact_config(manifest)),
+        tokens_per_frame=geometry["pooled_tokens_per_frame"], record=True,
+    )  # fmt: skip
+    inputs_dir.mkdir(parents=True, exist_ok=True)
+    plans = {entry["segment"]: folder / entry["file"] for entry in manifest["engines"]["files"]}
+    shapes = []
+    for record in run.records:
+        files = {}
+        for name in RECORDED_INPUTS:
+            if name in record.inputs:
+                path = inputs_dir / f"{record.name}.{name}.bin"
+                record.inputs[name].contiguous().numpy().tofile(
+                    path
+                )  # raw bytes, as trtexec --loadInputs reads
+                files[name] = path
+        first = next(iter(record.inputs.values()))
+        shapes.append(
+            SegmentShapes(
+                name=record.name,
+                plan=plans[record.name],
+                frames=int(first.shape[0]),
+                shapes={name: tuple(t.shape) for name, t in record.inputs.items()},
+                input_files=files,
+            )
+        )
+    return shapes
+
+
+def plugin_flag(manifest: dict[str, Any], folder: Path) -> list[str]:
+    """How the tool loads the TokenSelect plugin: statically for full TensorRT, dynamically for RTX."""
+    plugin = manifest["engines"].get("plugin")
+    if not plugin:
+        return []
+    if manifest["engines"]["builder"] == "tensorrt" and plugin.get("static_file"):
+        return [f"--staticPlugins={folder / plugin['static_file']}"]
+    return [f"--dynamicPlugins={folder / plugin['file']}"]
+
+
+def tool_commands(
+    folder: Path, segments: list[SegmentShapes], *, times_dir: Path, iterations: int, warmup_ms: int
+) -> list[list[str]]:
+    """One trtexec (tensorrt_rtx for TensorRT-RTX plans) command per plan, with measured shapes."""
+    manifest = read_manifest(folder)
+    tool = TOOLS[manifest["engines"]["builder"]]
+    commands = []
+    for segment in segments:
+        shapes = ",".join(f"{name}:{'x'.join(str(d) for d in dims)}" for name, dims in segment.shapes.items())
+        command = [tool, f"--loadEngine={segment.plan}", f"--shapes={shapes}"]
+        if segment.input_files:
+            command.append("--loadInputs=" + ",".join(f"{n}:{p}" for n, p in segment.input_files.items()))
+        needs_plugin = any(
+            e["segment"] == segment.name and e.get("needs_plugin") for e in manifest["engines"]["files"]
+        )
+        if needs_plugin:
+            command.extend(plugin_flag(manifest, folder))
+        command += [
+            "--useCudaGraph", "--noDataTransfers", "--separateProfileRun", "--dumpProfile",
+            f"--iterations={iterations}", f"--warmUp={warmup_ms}",
+            f"--exportTimes={times_dir / (segment.name + '.times.json')}",
+        ]  # fmt: skip
+        commands.append(command)
+    return commands
+
+
+def run_tool(command: list[str], times_file: Path) -> list[float]:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise InputError(f"{command[0]} failed on {shlex.join(command[:2])}: {last[0]}")
+    entries = json.loads(times_file.read_text())
+    return [round(e["endComputeMs"] - e["startComputeMs"], 4) for e in entries]
+
+
+def time_in_python(
+    folder: Path, segments: list[SegmentShapes], *, iterations: int, warmup: int, progress: Progress
+) -> list[SegmentTiming]:
+    """CUDA-event timing of each plan with the recorded inputs (median of `iterations` after warm-up)."""
+    if not torch.cuda.is_available():
+        raise InputError(
+            "timing the plans needs an NVIDIA GPU and none is visible: use --print-commands to get "
+            "the trtexec commands and run them on the target machine"
+        )
+    from earlytom.engines.builders import load_builder
+    from earlytom.engines.runner import TrtSegment
+
+    manifest = read_manifest(folder)
+    trt = load_builder(manifest["engines"]["builder"]).module
+    if manifest["engines"].get("plugin"):
+        from earlytom.trt_plugins.registry import load_plugin_library
+
+        load_plugin_library(trt, folder / manifest["engines"]["plugin"]["file"])
+    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    timings = []
+    for segment in segments:
+        progress(f"timing {segment.name} at {segment.frames} frames")
+        engine = TrtSegment(trt, runtime, segment.plan)
+        feed = _feed(segment)
+        for _ in range(warmup):
+            engine(feed)
+        times = []
+        for _ in range(iterations):
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            engine(feed)
+            stop.record()
+            stop.synchronize()
+            times.append(round(start.elapsed_time(stop), 4))
+        timings.append(SegmentTiming(segment.name, segment.frames, times))
+    return timings
+
+
+def _feed(segment: SegmentShapes) -> dict[str, torch.Tensor]:
+    """Recorded integer inputs from their files; float activations random but real-valued (never zeros)."""
+    import numpy as np
+
+    generator = torch.Generator().manual_seed(0)
+    feed = {}
+    for name, shape in segment.shapes.items():
+        if name in segment.input_files:
+            dtype = np.float32 if name == "scores" else np.int64
+            feed[name] = torch.from_numpy(np.fromfile(segment.input_files[name], dtype=dtype).reshape(shape))
+        else:
+            feed[name] = torch.randn(shape, generator=generator)
+    return {name: tensor.cuda() for name, tensor in feed.items()}
+
+
+def profile_artifacts(
+    folder: Path,
+    video: Path,
+    *,
+    out_dir: Path | None = None,
+    num_frames: int = 32,
+    iterations: int = 50,
+    warmup: int = 10,
+    commands_only: bool = False,
+    progress: Progress = lambda _: None,
+) -> dict[str, Any]:
+    """Record shapes on `video`, then the tool's commands (and run them) or Python timings."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "profiling records shapes with onnxruntime: pip install 'earlytom[onnx]'"
+        ) from exc
+    folder = Path(folder)
+    out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="earlytom-profile-"))
+    progress(f"running the exported segments once on {video} ({num_frames} frames) to record shapes")
+    segments = record_shapes(folder, Path(video), num_frames, out_dir / "inputs")
+    manifest = read_manifest(folder)
+    commands = tool_commands(folder, segments, times_dir=out_dir, iterations=iterations, warmup_ms=500)
+    report: dict[str, Any] = {
+        "folder": str(folder.resolve()),
+        "video": str(video),
+        "frames_per_segment": {s.name: s.frames for s in segments},
+        "commands": [shlex.join(c) for c in commands],
+        "builder": manifest["engines"]["builder"],
+        "method": None,
+        "segments": [],
+    }
+    if commands_only:
+        return report
+    tool = TOOLS[manifest["engines"]["builder"]]
+    if shutil.which(tool):
+        progress(f"running {tool} per plan")
+        timings = [
+            SegmentTiming(s.name, s.frames, run_tool(c, out_dir / f"{s.name}.times.json"))
+            for s, c in zip(segments, commands, strict=True)
+        ]
+        report["method"] = tool
+    else:
+        progress(f"{tool} is not on PATH: timing each plan from Python with CUDA events")
+        timings = time_in_python(folder, segments, iterations=iterations, warmup=warmup, progress=progress)
+        report["method"] = "python-cuda-events"
+        report["device"] = torch.cuda.get_device_name()
+    report["segments"] = [t.to_dict() for t in timings]
+    return report
