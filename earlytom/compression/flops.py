@@ -1,0 +1,341 @@
+"""Prefill FLOPs of LLaVA-OneVision, stock and with EarlyTom, in two conventions (DESIGN §7).
+
+Unit, both conventions: one multiply-add counts as ONE FLOP, as in FastV, HoliTom and the EarlyTom
+paper (hardware FLOPs are twice these numbers). Elementwise work (norms, softmax, activations,
+residuals, pooling, the frame similarities of Stage I) is not counted.
+
+Letters: B frames sampled, T frames in a stage, S = 729 tokens per frame, P = 196 after pooling,
+D/m vision width/MLP width, d/f LLM width/MLP width, n tokens in the LLM sequence.
+
+"paper": reproduces the paper's table. Per layer, for a sequence of n tokens of width w and MLP
+width u (FastV's formula, also used by HoliTom):  4·n·w² + 2·n²·w + 2·n·w·u
+  (q, k, v, o projections as four w×w matrices; QKᵀ and AV; two MLP matrices).
+- vision: each stage's T frames form ONE joint sequence n = T·S, so attention is quadratic in T·S;
+  summed over the layers of that stage. The patch embedding is not counted.
+- LLM: n = visual tokens (B·P + 1 newline) + prompt tokens, with the same formula (no GQA, no
+  third SwiGLU matrix); the projector and the LM head are not counted. The prompt is 0 tokens.
+Arithmetic, B = 32 (n_v = 32·729 = 23328; n = 32·196 + 1 = 6273):
+  vision 26·(4·23328·1152² + 2·23328²·1152 + 2·23328·1152·4304)   = 41.834 T
+  7B     28·(4·6273·3584²  + 2·6273²·3584  + 2·6273·3584·18944)   = 40.773 T  → total 82.607 T (82.6)
+  0.5B   24·(4·6273·896²   + 2·6273²·896   + 2·6273·896·4864)     =  3.488 T  → total 45.322 T (45.3)
+This is the only combination found that hits both numbers: counting 2 FLOPs per multiply-add
+(165 T) or SwiGLU's three matrices (94.5 T) misses; the projector (+0.40 T on 7B, +0.04 T on 0.5B)
+or more than ~5 prompt tokens would push 82.6 or 45.3 to the next decimal.
+
+"per-frame": the arithmetic a real prefill does, same unit. Vision attention stays inside each
+frame (T·2·S²·D, linear in T) and the patch embedding (S·3·14·14·D per frame) is counted; the
+projector (S·(D·d + d·d) per final frame, applied before pooling) is counted; the LLM uses GQA
+(k and v are d × kv_heads·head_dim), SwiGLU (3·n·d·f) and dense attention scores 2·n²·d (a causal
+kernel may skip about half of them); the LM head runs on the last position only (d·vocab).
+
+EarlyTom (DESIGN §3): vision layers 0..p1 run on B frames, p1+1..p2 on T1, ..., the last stage on
+T' frames; the LLM gets N + 1 visual tokens; with Stage III, decoder layers >= K (inner_layer) run
+on the kept round((N + 1)·(1 - inner_ratio)) visual tokens plus the prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from itertools import pairwise
+from typing import Any, Literal
+
+from earlytom.compression.selection import frame_kinds, selected_count, token_budget
+from earlytom.config import EarlyTomConfig
+from earlytom.errors import ConfigError, InputError
+
+Convention = Literal["paper", "per-frame"]
+CONVENTIONS: tuple[Convention, ...] = ("paper", "per-frame")
+
+
+@dataclass(frozen=True)
+class ArchitectureShape:
+    """The numbers of a LLaVA-OneVision architecture that FLOPs depend on (no weights).
+
+    The projector is LLaVA-OneVision's: Linear(vision_hidden → llm_hidden), GELU, Linear(llm_hidden →
+    llm_hidden), applied to all S tokens of a frame before bilinear pooling to P.
+    """
+
+    vision_layers: int
+    vision_hidden: int
+    vision_mlp: int
+    vision_heads: int
+    llm_layers: int
+    llm_hidden: int
+    llm_mlp: int
+    llm_heads: int
+    llm_kv_heads: int
+    vocab_size: int
+    tokens_per_frame: int = 729  # S
+    pooled_tokens_per_frame: int = 196  # P
+    patch_dim: int = 3 * 14 * 14  # input values per patch of the patch-embedding convolution
+    llm_head_dim: int = 0  # 0: llm_hidden // llm_heads (Qwen2)
+    llm_gated_mlp: bool = True  # SwiGLU: gate, up and down matrices
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            least = 0 if name == "llm_head_dim" else 1  # 0 means "derive it"
+            if not isinstance(value, bool) and (not isinstance(value, int) or value < least):
+                raise InputError(f"ArchitectureShape.{name}={value} must be an integer >= {least}")
+        if self.llm_heads % self.llm_kv_heads:
+            raise InputError(
+                f"llm_heads={self.llm_heads} is not a multiple of llm_kv_heads={self.llm_kv_heads}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.llm_head_dim or self.llm_hidden // self.llm_heads
+
+
+@dataclass(frozen=True)
+class FlopsBreakdown:
+    """Prefill FLOPs (1 multiply-add = 1) of one run, split by where they are spent."""
+
+    vision: int
+    projector: int
+    llm: int
+    convention: Convention
+
+    @property
+    def total(self) -> int:
+        return self.vision + self.projector + self.llm
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"vision": self.vision, "projector": self.projector, "llm": self.llm, "total": self.total}
+
+
+def prefill_flops(
+    shape: ArchitectureShape,
+    *,
+    frames_per_stage: Sequence[int],
+    prune_layers: Sequence[int] = (),
+    visual_tokens: int,
+    prompt_tokens: int = 0,
+    inner_layer: int | None = None,
+    inner_ratio: float = 0.0,
+    convention: Convention = "paper",
+) -> FlopsBreakdown:
+    """FLOPs of one prefill. frames_per_stage = [B, T1, ...]: frames entering the encoder, then after
+    each prune layer; visual_tokens = N + 1 (newline included) given to the LLM."""
+    _check(shape, frames_per_stage, prune_layers, visual_tokens, prompt_tokens, inner_layer, inner_ratio)
+    if convention not in CONVENTIONS:
+        raise ConfigError(f"convention '{convention}' is unknown: choose one of {', '.join(CONVENTIONS)}")
+    paper = convention == "paper"
+    vision = _vision(shape, list(frames_per_stage), list(prune_layers), paper=paper)
+    projector = 0 if paper else frames_per_stage[-1] * shape.tokens_per_frame * shape.llm_hidden * (
+        shape.vision_hidden + shape.llm_hidden
+    )  # fmt: skip
+    full_layers, kept = shape.llm_layers, visual_tokens
+    if inner_layer is not None and inner_ratio > 0:
+        full_layers, kept = inner_layer, inner_kept(visual_tokens, inner_ratio)
+    llm = full_layers * _llm_layer(shape, visual_tokens + prompt_tokens, paper=paper)
+    llm += (shape.llm_layers - full_layers) * _llm_layer(shape, kept + prompt_tokens, paper=paper)
+    if not paper:
+        llm += shape.llm_hidden * shape.vocab_size  # logits of the last position only (HF generate)
+    return FlopsBreakdown(vision=vision, projector=projector, llm=llm, convention=convention)
+
+
+def inner_kept(visual_tokens: int, inner_ratio: float) -> int:
+    """Visual tokens left for decoder layers >= K after Stage III drops `inner_ratio` of them
+    (the rule of the inner merge itself: Python round, at least one)."""
+    return max(1, round(visual_tokens * (1.0 - inner_ratio)))
+
+
+def stage_layers(vision_layers: int, prune_layers: Sequence[int]) -> list[int]:
+    """Layers run by each stage: layers 0..p1, p1+1..p2, ..., p_last+1..L-1."""
+    bounds = [-1, *prune_layers, vision_layers - 1]
+    return [b - a for a, b in pairwise(bounds)]
+
+
+def _vision(shape: ArchitectureShape, frames: list[int], prune_layers: list[int], *, paper: bool) -> int:
+    width, mlp, tokens = shape.vision_hidden, shape.vision_mlp, shape.tokens_per_frame
+    total = 0 if paper else frames[0] * tokens * shape.patch_dim * width  # patch embedding
+    for count, layers in zip(frames, stage_layers(shape.vision_layers, prune_layers), strict=True):
+        if paper:  # one joint sequence of T·S tokens
+            total += layers * _dense_layer(count * tokens, width, mlp)
+        else:  # each frame attends within itself
+            total += layers * count * _dense_layer(tokens, width, mlp)
+    return total
+
+
+def _dense_layer(n: int, width: int, mlp: int) -> int:
+    """4·n·w² + 2·n²·w + 2·n·w·u: four w×w projections, QKᵀ and AV, two MLP matrices."""
+    return 4 * n * width * width + 2 * n * n * width + 2 * n * width * mlp
+
+
+def _llm_layer(shape: ArchitectureShape, n: int, *, paper: bool) -> int:
+    d, f = shape.llm_hidden, shape.llm_mlp
+    if paper:
+        return _dense_layer(n, d, f)
+    q = shape.llm_heads * shape.head_dim
+    kv = shape.llm_kv_heads * shape.head_dim
+    projections = n * d * (q + 2 * kv) + n * q * d  # q, k, v (GQA: kv heads only), o
+    attention = 2 * n * n * q  # QKᵀ and AV over all query heads
+    return projections + attention + (3 if shape.llm_gated_mlp else 2) * n * d * f
+
+
+def _check(
+    shape: ArchitectureShape,
+    frames: Sequence[int],
+    prune_layers: Sequence[int],
+    visual_tokens: int,
+    prompt_tokens: int,
+    inner_layer: int | None,
+    inner_ratio: float,
+) -> None:
+    frames, layers = list(frames), list(prune_layers)
+    if not frames or any(not isinstance(t, int) or t < 1 for t in frames):
+        raise ConfigError(f"frames_per_stage={frames} must be positive frame counts, e.g. 32,23,17,12")
+    if len(frames) != len(layers) + 1:
+        raise ConfigError(
+            f"frames_per_stage={frames} has {len(frames)} counts; with prune layers {layers} it needs "
+            f"{len(layers) + 1}: the input frames, then the frames after each prune layer"
+        )
+    if any(b > a for a, b in pairwise(frames)):
+        raise ConfigError(f"frames_per_stage={frames} increases: frame merging can only remove frames")
+    if any(b <= a for a, b in pairwise(layers)) or (
+        layers and not 0 <= layers[0] <= layers[-1] < shape.vision_layers
+    ):
+        raise ConfigError(
+            f"prune_layers={layers} must be strictly increasing vision layers in 0..{shape.vision_layers - 1}"
+        )
+    if visual_tokens < 1 or prompt_tokens < 0:
+        raise ConfigError(
+            f"visual_tokens={visual_tokens} must be >= 1 and prompt_tokens={prompt_tokens} >= 0"
+        )
+    if inner_layer is not None and not 1 <= inner_layer < shape.llm_layers:
+        raise ConfigError(f"inner_layer={inner_layer} is out of range: 1..{shape.llm_layers - 1}")
+    if not 0.0 <= inner_ratio < 1.0:
+        raise ConfigError(f"inner_ratio={inner_ratio} is out of range: must be in [0, 1)")
+
+
+# --- stock and EarlyTom runs from an EarlyTomConfig ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFlops:
+    """One counted prefill: its label, frames per stage, visual tokens and FLOPs."""
+
+    label: str
+    frames_per_stage: tuple[int, ...]
+    visual_tokens: int  # N + 1, newline included
+    visual_tokens_estimated: bool  # True: from the grouping assumption of `estimate_visual_tokens`
+    flops: FlopsBreakdown
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "flops"}
+        return data | {"frames_per_stage": list(self.frames_per_stage)} | self.flops.to_dict()
+
+
+@dataclass(frozen=True)
+class FlopsReport:
+    """Baseline (all tokens) and EarlyTom runs of one model at one frame count."""
+
+    frames: int
+    prompt_tokens: int
+    convention: Convention
+    baseline: RunFlops
+    earlytom: tuple[RunFlops, ...] = ()
+    config: EarlyTomConfig | None = None
+    inner_merge: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "convention": self.convention,
+            "unit": "FLOPs, 1 multiply-add = 1",
+            "frames": self.frames,
+            "prompt_tokens": self.prompt_tokens,
+            "config": None if self.config is None else self.config.to_dict(),
+            "inner_merge": self.inner_merge,
+            "baseline": self.baseline.to_dict(),
+            "earlytom": [run.to_dict() for run in self.earlytom],
+        }
+
+
+def baseline_flops(
+    shape: ArchitectureShape, *, frames: int, prompt_tokens: int = 0, convention: Convention = "paper"
+) -> FlopsBreakdown:
+    """The stock model: B frames through every layer, B·P + 1 visual tokens."""
+    return prefill_flops(
+        shape, frames_per_stage=[frames], visual_tokens=frames * shape.pooled_tokens_per_frame + 1,
+        prompt_tokens=prompt_tokens, convention=convention,
+    )  # fmt: skip
+
+
+def estimate_visual_tokens(
+    shape: ArchitectureShape, config: EarlyTomConfig, *, base_frames: int, frames: int
+) -> int:
+    """N + 1 for T' = `frames` final frames, assuming the final groups are full segments of
+    max_window - 1 frames (no similarity below τ); a measured run gives the exact count."""
+    step = config.max_window - 1
+    groups = [(s, min(s + step, frames) - 1) for s in range(0, frames, step)]
+    budget = token_budget(
+        shape.pooled_tokens_per_frame, frames, retention=config.retention, base_frames=base_frames
+    )
+    return selected_count(frame_kinds(groups, frames), budget) + 1
+
+
+def frame_count_range(config: EarlyTomConfig, frames: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(most merging, no merging) frames per stage. Most merging: no segment closes early (every
+    segment holds max_window - 1 frames) and every merge fires, the fewest frames Stage I can leave."""
+    fewest, count = [frames], frames
+    for _ in config.prune_layers:
+        full, rest = divmod(count, config.max_window - 1)
+        count = full * _fewest_out(config.max_window - 1, config) + _fewest_out(rest, config)
+        fewest.append(count)
+    return tuple(fewest), tuple([frames] * (len(config.prune_layers) + 1))
+
+
+def _fewest_out(n: int, config: EarlyTomConfig) -> int:
+    """Frames a segment of n frames leaves when every merge fires (DESIGN §3 Stage I step 2)."""
+    middle = n - 2
+    if middle < 2:
+        return n
+    return 2 + (middle // 2 if config.drop_last_middle else math.ceil(middle / 2))
+
+
+def flops_report(
+    shape: ArchitectureShape,
+    *,
+    frames: int,
+    config: EarlyTomConfig | None = None,
+    frames_per_stage: Sequence[int] | None = None,
+    visual_tokens: int | None = None,
+    prompt_tokens: int = 0,
+    inner_merge: bool = True,
+    convention: Convention = "paper",
+) -> FlopsReport:
+    """Baseline, plus EarlyTom when `config` is given: at `frames_per_stage` when known (e.g. from
+    `earlytom run --json`), else at both ends of `frame_count_range`."""
+    if frames < 1:
+        raise ConfigError(f"frames={frames} must be >= 1")
+    base = baseline_flops(shape, frames=frames, prompt_tokens=prompt_tokens, convention=convention)
+    baseline = RunFlops("baseline", (frames,), frames * shape.pooled_tokens_per_frame + 1, False, base)
+    if config is None:
+        return FlopsReport(frames, prompt_tokens, convention, baseline, inner_merge=inner_merge)
+    config.check_model(vision_layers=shape.vision_layers, language_layers=shape.llm_layers)
+    if frames_per_stage is not None:
+        counts = tuple(frames_per_stage)
+        if counts and counts[0] != frames:
+            raise ConfigError(f"frames_per_stage starts with {counts[0]} frames but frames={frames}")
+        cases = [("EarlyTom", counts)]
+    else:
+        fewest, most = frame_count_range(config, frames)
+        cases = [("EarlyTom, most merging", fewest), ("EarlyTom, no merging", most)]
+    runs = []
+    for label, counts in cases:
+        _check(shape, counts, config.prune_layers, 1, prompt_tokens, None, 0.0)
+        estimated = visual_tokens is None
+        tokens = (
+            estimate_visual_tokens(shape, config, base_frames=frames, frames=counts[-1])
+            if visual_tokens is None
+            else visual_tokens
+        )
+        breakdown = prefill_flops(
+            shape, frames_per_stage=counts, prune_layers=config.prune_layers, visual_tokens=tokens,
+            prompt_tokens=prompt_tokens, inner_layer=config.inner_layer if inner_merge else None,
+            inner_ratio=config.inner_ratio if inner_merge else 0.0, convention=convention,
+        )  # fmt: skip
+        runs.append(RunFlops(label, counts, tokens, estimated, breakdown))
+    return FlopsReport(frames, prompt_tokens, convention, baseline, tuple(runs), config, inner_merge)
