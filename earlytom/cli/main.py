@@ -57,11 +57,26 @@ def cli() -> None:
 )
 @click.option("--no-compress", is_flag=True, help="Run the stock model: no merging, all tokens.")
 @click.option(
+    "--engine-dir",
     "--artifacts",
+    "artifacts",
     type=click.Path(path_type=Path),
-    help="An earlytom-export folder: run its ONNX segments in ONNX Runtime with the folder's own "
-    "EarlyTom setting (the LLM still comes from --model).",
+    help="An earlytom-export folder: run its segments (ONNX Runtime or TensorRT) with the folder's "
+    "own EarlyTom setting (the LLM still comes from --model).",
 )
+@click.option(
+    "--backend", default="auto", show_default=True,
+    type=click.Choice(["auto", "torch", "onnxruntime", "tensorrt"]),
+    help="What runs the vision segments. auto: torch without --engine-dir, onnxruntime with it.",
+)  # fmt: skip
+@click.option(
+    "--inner-merge/--no-inner-merge", default=True, show_default=True,
+    help="Stage III: merge half of the visual tokens inside the LLM at decoder layer 18, as in the paper.",
+)  # fmt: skip
+@click.option("--temperature", type=float, help="Sample with this temperature (default: greedy).")
+@click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling mass.")
+@click.option("--seed", type=int, help="Seed for sampling.")
+@click.option("--stream", is_flag=True, help="Print the answer as it is generated.")
 @click.option(
     "--frames", default=32, show_default=True, type=int, help="Frames sampled uniformly from the video."
 )
@@ -86,7 +101,8 @@ def cli() -> None:
 def run(
     model: str, random_weights: bool, video: str, prompt: str, task: str, retention: float, tau: float | None,
     prune_layers: str | None, max_window: int, keep_last_middle: bool, no_compress: bool,
-    artifacts: Path | None, frames: int, max_new_tokens: int, device: str, dtype: str, warmup: int,
+    artifacts: Path | None, backend: str, inner_merge: bool, temperature: float | None, top_p: float,
+    seed: int | None, stream: bool, frames: int, max_new_tokens: int, device: str, dtype: str, warmup: int,
     as_json: bool,
 ) -> None:  # fmt: skip
     """Answer a prompt about a video with EarlyTom compression and print the TTFT breakdown."""
@@ -95,6 +111,7 @@ def run(
     from earlytom.cli.report import summary
     from earlytom.models.prompt import check_prompt
     from earlytom.models.video import ShortVideoWarning, load_video
+    from earlytom.runtime.generation import SamplingConfig
     from earlytom.runtime.pipeline import EarlyTomPipeline
 
     config: EarlyTomConfig | None = build_config(
@@ -106,6 +123,9 @@ def run(
         config = None  # the folder's own setting
     # Check inputs and decode first: they should fail before a model load that can take a minute.
     check_prompt(prompt)
+    sampling = (
+        None if temperature is None else SamplingConfig(temperature=temperature, top_p=top_p, seed=seed)
+    )
     progress(f"decoding {video} ...")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ShortVideoWarning)
@@ -115,12 +135,16 @@ def run(
     progress(f"loading {model}{' (random weights)' if random_weights else ''} ...")
     pipeline = EarlyTomPipeline.from_pretrained(
         model, config=config, device=device, dtype=None if dtype == "auto" else getattr(torch, dtype),
-        random_weights=random_weights, num_frames=frames, artifacts=artifacts,
+        random_weights=random_weights, num_frames=frames, artifacts=artifacts, backend=backend,
+        inner_merge=inner_merge,
     )  # fmt: skip
     for _ in range(max(0, warmup)):
         progress("warm-up run ...")
         pipeline(decoded, prompt, max_new_tokens=1)
-    result = pipeline(decoded, prompt, max_new_tokens=max_new_tokens)
+    echo = (lambda piece: click.echo(piece, nl=False)) if stream and not as_json else None
+    result = pipeline(decoded, prompt, max_new_tokens=max_new_tokens, sampling=sampling, stream=echo)
+    if echo is not None:
+        click.echo()
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
@@ -154,10 +178,12 @@ def inspect(folder: Path) -> None:
 
 
 def _register_commands() -> None:
+    from earlytom.cli.flops import flops
     from earlytom.cli.plugins import build_plugins
     from earlytom.cli.profile import profile
 
     cli.add_command(build_plugins)
+    cli.add_command(flops)
     cli.add_command(profile)
 
 

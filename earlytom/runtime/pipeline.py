@@ -1,8 +1,13 @@
-"""EarlyTomPipeline: video + prompt in, answer and an honest TTFT breakdown out (torch or ONNX segments)."""
+"""EarlyTomPipeline: video + prompt in, answer and an honest TTFT breakdown out.
+
+The vision path runs on a backend (torch modules, or an exported folder's segments in ONNX Runtime
+or TensorRT); the planner and the language-model side (prefill with Stage III, decoding) are shared.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +22,9 @@ from earlytom.models.registry import LoadedModel, load_model
 from earlytom.models.video import DecodedVideo, load_video
 from earlytom.models.video_path import VideoPath, VideoTokens, embed_prompt
 from earlytom.models.vision import VisionSide
-from earlytom.runtime.generation import decode_greedy, prefill
-from earlytom.runtime.onnx_path import OnnxVideoPath
+from earlytom.runtime.artifact_path import ArtifactVideoPath
+from earlytom.runtime.generation import SamplingConfig, find_visual_span, prefill
+from earlytom.runtime.inner_llm import InnerMergeConfig
 from earlytom.runtime.timing import StageTimer, StageTimes
 
 
@@ -67,6 +73,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+
+
 def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
@@ -81,23 +90,39 @@ class EarlyTomPipeline:
         *,
         num_frames: int = 32,
         artifacts: Path | None = None,
+        backend: str = "auto",
+        inner_merge: bool = True,
     ) -> None:
-        """`artifacts`: an earlytom-export folder whose ONNX segments run the vision path in ONNX
-        Runtime, with the folder's own EarlyTom setting (then `config` must be None)."""
+        """`artifacts`: an earlytom-export folder whose segments run the vision path, with the
+        folder's own EarlyTom setting (then `config` must be None). `backend`: torch (modules,
+        no folder), onnxruntime or tensorrt (a folder); auto picks torch without a folder and
+        onnxruntime with one. `inner_merge`: Stage III in the language model (config.inner_*)."""
         if num_frames < 1:
             raise InputError(f"frames={num_frames} is out of range: sample at least 1 frame")
+        if backend not in BACKENDS:
+            raise InputError(f"unknown backend '{backend}': choose {', '.join(BACKENDS)}")
+        if backend == "auto":
+            backend = "torch" if artifacts is None else "onnxruntime"
+        if (backend == "torch") != (artifacts is None):
+            need = (
+                "runs the PyTorch modules and takes no engine folder"
+                if backend == "torch"
+                else "needs an engine folder (--engine-dir) from earlytom-export"
+            )
+            raise InputError(f"backend {backend} {need}")
+        self.backend = backend
         self.loaded = loaded
         self.model = loaded.model
         self.num_frames = num_frames
         self.device = self.model.get_input_embeddings().weight.device
         self.dtype = self.model.get_input_embeddings().weight.dtype
-        self.video_path: VideoPath | OnnxVideoPath
+        self.video_path: VideoPath | ArtifactVideoPath
         if artifacts is not None:
             if config is not None:
                 raise InputError(
                     "an artifact folder carries its own EarlyTom setting: do not pass a config too"
                 )
-            self.video_path = OnnxVideoPath(artifacts, self.model.model)
+            self.video_path = ArtifactVideoPath(artifacts, self.model.model, backend=backend)
             config = self.video_path.config
         config = config or EarlyTomConfig()
         self.config = config
@@ -107,6 +132,7 @@ class EarlyTomPipeline:
             vision_layers=VisionSide.from_llava(self.model.model).num_layers,
             language_layers=self.model.config.text_config.num_hidden_layers,
         )
+        self.inner = InnerMergeConfig.from_config(config) if inner_merge else None
 
     @classmethod
     def from_pretrained(
@@ -120,6 +146,8 @@ class EarlyTomPipeline:
         num_frames: int = 32,
         cache_dir: Path | None = None,
         artifacts: Path | None = None,
+        backend: str = "auto",
+        inner_merge: bool = True,
     ) -> EarlyTomPipeline:
         target = resolve_device(device)
         loaded = load_model(
@@ -129,7 +157,14 @@ class EarlyTomPipeline:
             random_weights=random_weights,
             cache_dir=cache_dir,
         )
-        return cls(loaded, config, num_frames=num_frames, artifacts=artifacts)
+        return cls(
+            loaded,
+            config,
+            num_frames=num_frames,
+            artifacts=artifacts,
+            backend=backend,
+            inner_merge=inner_merge,
+        )
 
     def load_video(self, video: str | os.PathLike[str] | DecodedVideo) -> DecodedVideo:
         return video if isinstance(video, DecodedVideo) else load_video(video, self.num_frames)
@@ -158,23 +193,27 @@ class EarlyTomPipeline:
         return PreparedInputs(input_ids, embeds, tokens)
 
     def __call__(
-        self, video: str | os.PathLike[str] | DecodedVideo, prompt: str, *, max_new_tokens: int = 64
+        self,
+        video: str | os.PathLike[str] | DecodedVideo,
+        prompt: str,
+        *,
+        max_new_tokens: int = 64,
+        sampling: SamplingConfig | None = None,
+        stream: Callable[[str], None] | None = None,
     ) -> RunResult:
+        """Answer `prompt` about `video`. `sampling` None is greedy; `stream` gets each new piece of text."""
         if max_new_tokens < 1:
             raise InputError(f"max_new_tokens={max_new_tokens} is out of range: generate at least 1 token")
         decoded = self.load_video(video)  # decoding is not part of TTFT: it starts from decoded frames
         timer = StageTimer(self.device)
         prepared = self.prepare(decoded, prompt, timer)
+        span = find_visual_span(prepared.input_ids, self.loaded.video_token_id) if self.inner else None
         with timer.stage("llm_prefill"):
-            first, cache = prefill(self.model, prepared.inputs_embeds)
-        token_ids = decode_greedy(
-            self.model, first, cache, max_new_tokens=max_new_tokens, stop_ids=self.loaded.eos_token_ids
-        )
-        vocabulary = len(self.loaded.tokenizer)
-        # A random-weight model may emit ids beyond a stand-in tokenizer's vocabulary: show those as-is.
-        text = self.loaded.tokenizer.decode(
-            [t for t in token_ids if t < vocabulary], skip_special_tokens=True
-        )
+            _, generation = prefill(
+                self.model, prepared.inputs_embeds, visual_span=span, inner=self.inner, sampling=sampling
+            )
+        token_ids = self._decode(generation, max_new_tokens, stream)
+        text = self._text(token_ids)
         return RunResult(
             text=text.strip(),
             token_ids=token_ids,
@@ -187,7 +226,14 @@ class EarlyTomPipeline:
                 "device": str(self.device),
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "config": self.config.to_dict(),
-                "backend": "onnxruntime" if isinstance(self.video_path, OnnxVideoPath) else "torch",
+                "backend": self.backend,
+                "inner_merge": None
+                if self.inner is None
+                else {
+                    "layer": self.inner.layer,
+                    "ratio": self.inner.ratio,
+                    "visual_tokens_dropped": generation.dropped,
+                },
                 "video": {
                     "path": str(decoded.path),
                     "total_frames": decoded.total_frames,
@@ -195,3 +241,27 @@ class EarlyTomPipeline:
                 },
             },
         )
+
+    def _decode(
+        self, generation: Any, max_new_tokens: int, stream: Callable[[str], None] | None
+    ) -> list[int]:
+        """Greedy or sampled continuation until a stop id; `stream` gets the text as it grows."""
+        stop_ids = self.loaded.eos_token_ids
+        tokens = generation.tokens
+        shown = ""
+        while True:
+            if stream is not None:
+                text = self._text(tokens)
+                if text.startswith(shown) and len(text) > len(shown):
+                    stream(text[len(shown) :])
+                    shown = text
+            if len(tokens) >= max_new_tokens or tokens[-1] in stop_ids:
+                return list(tokens[:max_new_tokens])
+            generation.step()
+
+    def _text(self, token_ids: list[int]) -> str:
+        vocabulary = len(self.loaded.tokenizer)
+        # A random-weight model may emit ids beyond a stand-in tokenizer's vocabulary: show those as-is.
+        return str(
+            self.loaded.tokenizer.decode([t for t in token_ids if t < vocabulary], skip_special_tokens=True)
+        ).strip()
