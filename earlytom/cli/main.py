@@ -178,10 +178,12 @@ def inspect(folder: Path) -> None:
 
 
 def _register_commands() -> None:
+    from earlytom.cli.bench import bench
     from earlytom.cli.flops import flops
     from earlytom.cli.plugins import build_plugins
     from earlytom.cli.profile import profile
 
+    cli.add_command(bench)
     cli.add_command(build_plugins)
     cli.add_command(flops)
     cli.add_command(profile)

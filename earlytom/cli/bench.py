@@ -1,0 +1,90 @@
+"""`earlytom bench`: TTFT of the stock model against EarlyTom at several retentions, one model load."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import click
+
+from earlytom.cli.common import DTYPES, friendly_errors, progress
+from earlytom.config import DEFAULT_TASK, PRESETS
+from earlytom.errors import ConfigError
+
+
+@click.command(name="bench", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--model", default="tiny", show_default=True,
+    help="tiny, llava-ov-0.5b, llava-ov-7b (local weights), or a checkpoint folder.",
+)  # fmt: skip
+@click.option("--video", required=True, help="Video file every setting runs on (decoded once).")
+@click.option(
+    "--retention", "retentions", default="0.1,0.15,0.2,0.25", show_default=True,
+    help="Comma-separated fractions of visual tokens kept, one EarlyTom setting each.",
+)  # fmt: skip
+@click.option(
+    "--preset", "task", default=DEFAULT_TASK, show_default=True, type=click.Choice(list(PRESETS)),
+    help="Which benchmark's tuned (tau, prune layers) to use.",
+)  # fmt: skip
+@click.option("--backend", default="torch", show_default=True, help="Vision path backend (torch).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--dtype", default="auto", show_default=True, type=click.Choice(DTYPES),
+    help="auto: float16 on CUDA, float32 on CPU.",
+)  # fmt: skip
+@click.option(
+    "--random-weights", is_flag=True, help="Real 0.5b/7b architecture with random weights (timing only)."
+)
+@click.option("--frames", default=32, show_default=True, type=int, help="Frames sampled from the video.")
+@click.option("--runs", default=5, show_default=True, type=int, help="Timed runs per setting.")
+@click.option("--warmup", default=1, show_default=True, type=int, help="Untimed runs per setting first.")
+@click.option("--prompt", default="Describe the video.", show_default=True, help="Text prompt.")
+@click.option(
+    "--out", default=Path("benchmarks/results"), show_default=True, type=click.Path(path_type=Path),
+    help="Folder for <device>-<model>-<date>.json and .png.",
+)  # fmt: skip
+@friendly_errors
+def bench(
+    model: str, video: str, retentions: str, task: str, backend: str, device: str, dtype: str,
+    random_weights: bool, frames: int, runs: int, warmup: int, prompt: str, out: Path,
+) -> None:  # fmt: skip
+    """Time TTFT (vision, token processing, LLM prefill, other) of the stock model and of EarlyTom
+    at each retention on the same weights, device and frames; print a table, write JSON and a chart."""
+    import torch
+
+    from earlytom.runtime.bench import (
+        check_bench_inputs,
+        format_table,
+        require_matplotlib,
+        run_bench,
+        write_results,
+    )
+
+    ratios = parse_retentions(retentions)
+    # Fail before a run that can take minutes: bad numbers, or no way to draw the chart at the end.
+    check_bench_inputs(ratios, task=task, backend=backend, frames=frames, runs=runs, warmup=warmup)
+    require_matplotlib()
+    command = shlex.join([
+        "earlytom", "bench", "--model", model, "--video", video, "--retention", retentions,
+        "--preset", task, "--backend", backend, "--device", device, "--dtype", dtype,
+        *(["--random-weights"] if random_weights else []), "--frames", str(frames), "--runs", str(runs),
+        "--warmup", str(warmup), "--prompt", prompt, "--out", str(out),
+    ])  # fmt: skip
+    report = run_bench(
+        model, video, ratios, task=task, backend=backend, device=device,
+        dtype=None if dtype == "auto" else getattr(torch, dtype), random_weights=random_weights,
+        num_frames=frames, runs=runs, warmup=warmup, prompt=prompt, command=command, progress=progress,
+    )  # fmt: skip
+    click.echo(format_table(report))
+    json_path, png_path = write_results(report, out)
+    click.echo(f"wrote {json_path}")
+    click.echo(f"wrote {png_path}")
+
+
+def parse_retentions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(
+            f"--retention '{text}' is not a comma-separated list of fractions, e.g. 0.1,0.15,0.2,0.25"
+        ) from exc

@@ -1,0 +1,395 @@
+"""TTFT benchmark: the stock model against EarlyTom at several retentions, one model load, warm runs.
+
+Every setting runs on the same loaded weights, device, dtype and decoded frames. Each setting gets
+`warmup` untimed calls (a cold first call pays allocator growth and kernel selection), then `runs`
+timed calls of `pipeline(frames, prompt, max_new_tokens=1)`; TTFT and its stages are the
+pipeline's own synchronised timers. Speed-up is the baseline's TTFT p50 over the setting's, both
+measured in this one run. FLOPs come from the frames per stage and visual tokens the runs
+measured, in both conventions of `earlytom.compression.flops`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from earlytom.compression.flops import CONVENTIONS, ArchitectureShape, prefill_flops
+from earlytom.config import EarlyTomConfig, preset
+from earlytom.errors import InputError, MissingDependencyError
+from earlytom.runtime.timing import STAGES
+
+BACKENDS = ("torch",)  # ONNX Runtime / TensorRT segments: not benchmarked yet
+DEFAULT_PROMPT = "Describe the video."
+TOTAL = "total"
+STAGE_LABELS = {"vision_encoding": "vision", "token_processing": "token processing",
+                "llm_prefill": "LLM prefill", "other": "other"}  # fmt: skip
+FLOPS_UNIT = "FLOPs, 1 multiply-add = 1 (as in the paper)"
+
+
+@dataclass(frozen=True)
+class SettingResult:
+    """One setting (the stock baseline, or EarlyTom at one retention), `runs` warm timed calls."""
+
+    label: str  # "baseline" or "10%"
+    config: EarlyTomConfig
+    runs_ms: dict[str, tuple[float, ...]]  # stage (and "total") -> one value per timed run
+    speedup: float  # baseline TTFT p50 / this TTFT p50
+    visual_tokens_before: int  # B·P + 1
+    visual_tokens: int  # N + 1 given to the LLM (newline included)
+    frames_per_stage: tuple[int, ...]
+    inner_layer: int | None  # Stage III as counted in the FLOPs: decoder layer K, None when off
+    inner_ratio: float  # fraction of the visual tokens Stage III drops (0 when off)
+    inner_merge_source: str  # where the Stage III setting comes from
+    flops: dict[str, dict[str, Any]] = field(default_factory=dict)  # convention -> breakdown
+
+    @property
+    def retention(self) -> float | None:
+        return self.config.retention if self.config.enabled else None
+
+    def p50(self, stage: str = TOTAL) -> float:
+        return percentile(self.runs_ms[stage], 50)
+
+    def p90(self, stage: str = TOTAL) -> float:
+        return percentile(self.runs_ms[stage], 90)
+
+    def to_dict(self) -> dict[str, Any]:
+        stages = (*STAGES, TOTAL)
+        inner = {"counted": self.inner_layer is not None, "layer": self.inner_layer,
+                 "ratio": self.inner_ratio, "source": self.inner_merge_source}  # fmt: skip
+        return {
+            "label": self.label,
+            "retention": self.retention,
+            "config": self.config.to_dict(),
+            "ttft_ms": {
+                "p50": {s: round(self.p50(s), 3) for s in stages},
+                "p90": {s: round(self.p90(s), 3) for s in stages},
+                "runs": {s: [round(v, 3) for v in self.runs_ms[s]] for s in stages},
+            },
+            "speedup": self.speedup,
+            "visual_tokens_before": self.visual_tokens_before,
+            "visual_tokens": self.visual_tokens,
+            "frames_per_stage": list(self.frames_per_stage),
+            "inner_merge": inner,
+            "flops": self.flops,
+        }
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    model: str
+    random_weights: bool
+    device: str  # torch device, e.g. "cpu" or "cuda:0"
+    device_name: str  # GPU name, or CPU model and core count
+    device_slug: str  # file-name form: "h100-80gb-hbm3", "cpu-2core"
+    dtype: str
+    backend: str
+    task: str
+    frames: int
+    runs: int
+    warmup: int
+    prompt: str
+    prompt_tokens: int  # text tokens of the chat-formatted prompt around the video
+    video: dict[str, Any]
+    command: str
+    date: str  # ISO 8601, local time with offset
+    versions: dict[str, str]
+    baseline: SettingResult
+    settings: tuple[SettingResult, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        plain = ("model", "random_weights", "frames", "dtype", "backend", "runs", "warmup", "prompt",
+                 "prompt_tokens", "video")  # fmt: skip
+        return {
+            "date": self.date,
+            "command": self.command,
+            "device": {"name": self.device_name, "torch_device": self.device, "slug": self.device_slug},
+            "versions": self.versions,
+            "preset": self.task,
+            **{name: getattr(self, name) for name in plain},
+            "timing": "ms from decoded frames to the first generated token; p50/p90 over the timed runs",
+            "flops_unit": FLOPS_UNIT,
+            "baseline": self.baseline.to_dict(),
+            "earlytom": [s.to_dict() for s in self.settings],
+        }
+
+
+def run_bench(
+    model: str, video: str | os.PathLike[str], retentions: Sequence[float], *, task: str = "videomme",
+    backend: str = "torch", device: str = "auto", dtype: torch.dtype | None = None,
+    random_weights: bool = False, num_frames: int = 32, runs: int = 5, warmup: int = 1,
+    prompt: str = DEFAULT_PROMPT, cache_dir: Path | None = None, artifacts: Path | None = None,
+    command: str = "", progress: Callable[[str], None] | None = None,
+) -> BenchReport:  # fmt: skip
+    """Baseline (stock model, all tokens), then EarlyTom at `preset(task, r)` for each retention."""
+    from earlytom.models.flops_shapes import shape_from_config
+    from earlytom.models.prompt import build_input_ids, check_prompt
+    from earlytom.models.registry import load_model
+    from earlytom.models.video import ShortVideoWarning, load_video
+    from earlytom.runtime.pipeline import EarlyTomPipeline, default_dtype, resolve_device
+
+    say = progress or (lambda _message: None)
+    configs = check_bench_inputs(retentions, task=task, backend=backend, frames=num_frames, runs=runs,
+                                 warmup=warmup)  # fmt: skip
+    if artifacts is not None:
+        raise InputError("bench does not run exported artifacts yet: leave out --artifacts")
+    check_prompt(prompt)
+    target = resolve_device(device)
+    # Decode before the model load, which can take a minute: a bad video fails at once.
+    say(f"decoding {video} ...")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ShortVideoWarning)
+        decoded = load_video(video, num_frames)
+    for warning in caught:
+        say(f"warning: {warning.message}")
+    say(f"loading {model}{' (random weights)' if random_weights else ''} ...")
+    loaded = load_model(model, device=target, dtype=dtype or default_dtype(target),
+                        random_weights=random_weights, cache_dir=cache_dir)  # fmt: skip
+    shape = shape_from_config(loaded.model.config)
+    prompt_tokens = build_input_ids(
+        loaded.tokenizer, prompt, num_video_tokens=0, video_token_id=loaded.video_token_id
+    ).shape[1]
+
+    def measure(label: str, config: EarlyTomConfig) -> list[Any]:
+        pipeline = EarlyTomPipeline(loaded, config, num_frames=num_frames)
+        for i in range(warmup):
+            say(f"{label}: warm-up {i + 1}/{warmup} ...")
+            pipeline(decoded, prompt, max_new_tokens=1)
+        results = []
+        for i in range(runs):
+            say(f"{label}: run {i + 1}/{runs} ...")
+            results.append(pipeline(decoded, prompt, max_new_tokens=1))
+        return results
+
+    stock = EarlyTomConfig(enabled=False)
+    base_results = measure("baseline", stock)
+    base_p50 = percentile([r.ttft_ms.total for r in base_results], 50)
+    summary = partial(summarise, shape=shape, prompt_tokens=prompt_tokens, baseline_p50=base_p50)
+    baseline = summary("baseline", stock, base_results)
+    settings = tuple(summary(label_of(c.retention), c, measure(label_of(c.retention), c)) for c in configs)
+    first = base_results[0]
+    return BenchReport(
+        model=model, random_weights=random_weights, device=str(target), device_name=device_name(target),
+        device_slug=device_slug(target),
+        dtype=str(loaded.model.dtype).removeprefix("torch."), backend=backend, task=task,
+        frames=num_frames, runs=runs, warmup=warmup, prompt=prompt, prompt_tokens=prompt_tokens,
+        video=first.extra.get("video", {"path": str(video)}), command=command,
+        date=datetime.now().astimezone().isoformat(timespec="seconds"), versions=versions(),
+        baseline=baseline, settings=settings,
+    )  # fmt: skip
+
+
+def check_bench_inputs(
+    retentions: Sequence[float], *, task: str, backend: str, frames: int, runs: int, warmup: int
+) -> list[EarlyTomConfig]:
+    """Every check that needs no model: the EarlyTom config of each retention, in order."""
+    if backend not in BACKENDS:
+        raise InputError(f"backend '{backend}' cannot be benchmarked yet: use {', '.join(BACKENDS)}")
+    if not isinstance(runs, int) or runs < 1:
+        raise InputError(f"runs={runs} is out of range: time at least 1 run")
+    if not isinstance(warmup, int) or warmup < 1:
+        raise InputError(
+            f"warmup={warmup} is out of range: at least 1 untimed run (a cold start is not TTFT)"
+        )
+    if not isinstance(frames, int) or frames < 1:
+        raise InputError(f"frames={frames} is out of range: sample at least 1 frame")
+    if not retentions:
+        raise InputError("no retention given: pass at least one, e.g. 0.1,0.15,0.2,0.25")
+    configs = [preset(task, r) for r in retentions]  # ConfigError: out of range or not in the preset
+    labels = [label_of(c.retention) for c in configs]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"retentions {list(retentions)} repeat a value: give each once")
+    return configs
+
+
+def summarise(
+    label: str, config: EarlyTomConfig, results: Sequence[Any], *, shape: ArchitectureShape,
+    prompt_tokens: int, baseline_p50: float,
+) -> SettingResult:  # fmt: skip
+    """RunResults of one setting -> SettingResult, FLOPs from the frames and tokens they measured."""
+    runs_ms = {s: tuple(float(getattr(r.ttft_ms, s)) for r in results) for s in STAGES}
+    runs_ms[TOTAL] = tuple(float(r.ttft_ms.total) for r in results)
+    last = results[-1]  # the algorithm is deterministic on fixed frames: every run agrees
+    frames, tokens = tuple(int(t) for t in last.frames_per_stage), int(last.visual_tokens_after)
+    layer, ratio, source = inner_merge_of(last.extra, config)
+    layers = config.prune_layers if config.enabled else ()
+    flops: dict[str, dict[str, Any]] = {
+        c: prefill_flops(shape, frames_per_stage=frames, prune_layers=layers, visual_tokens=tokens,
+                         prompt_tokens=prompt_tokens, inner_layer=layer, inner_ratio=ratio,
+                         convention=c).to_dict()
+        for c in CONVENTIONS
+    }  # fmt: skip
+    return SettingResult(
+        label=label, config=config, runs_ms=runs_ms, speedup=baseline_p50 / percentile(runs_ms[TOTAL], 50),
+        visual_tokens_before=int(last.visual_tokens_before), visual_tokens=tokens, frames_per_stage=frames,
+        inner_layer=layer, inner_ratio=ratio, inner_merge_source=source, flops=flops,
+    )  # fmt: skip
+
+
+def inner_merge_of(extra: dict[str, Any], config: EarlyTomConfig) -> tuple[int | None, float, str]:
+    """(decoder layer K or None, ratio dropped, where that comes from) of Stage III in one run, as
+    the pipeline reports it in RunResult.extra["inner_merge"] (None: not applied). A pipeline that
+    does not report it is assumed not to apply it."""
+    if not config.enabled or config.inner_ratio == 0:
+        return None, 0.0, "off in the config"
+    if "inner_merge" not in extra:
+        return None, 0.0, "assumed off: the pipeline does not report RunResult.extra['inner_merge']"
+    value = extra["inner_merge"]
+    if isinstance(value, dict):
+        dropped = value.get("visual_tokens_dropped", value.get("dropped"))
+        if dropped == 0:
+            return None, 0.0, "reported by the pipeline (no visual token dropped)"
+        return (int(value.get("layer", config.inner_layer)), float(value.get("ratio", config.inner_ratio)),
+                "reported by the pipeline")  # fmt: skip
+    if value:
+        return config.inner_layer, config.inner_ratio, "reported by the pipeline"
+    return None, 0.0, "reported off by the pipeline"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default); q in [0, 100]."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def label_of(retention: float) -> str:
+    return f"{retention * 100:g}%"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return str(torch.cuda.get_device_name(device))
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    except OSError:
+        found = None
+    cpu = found.group(1).strip() if found else platform.processor() or platform.machine()
+    return f"{cpu}, {cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def cpu_count() -> int:
+    """Cores this process may use (a container's limit, not the host's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "unknown"
+
+    found = {"python": platform.python_version(), "torch": torch.__version__,
+             "transformers": of("transformers"), "earlytom": of("earlytom")}  # fmt: skip
+    return found | ({"cuda": str(torch.version.cuda)} if torch.version.cuda else {})
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "unknown"
+
+
+def device_slug(device: torch.device) -> str:
+    if device.type == "cuda":
+        return slug(str(torch.cuda.get_device_name(device)).removeprefix("NVIDIA "))
+    return f"cpu-{cpu_count()}core"
+
+
+def result_stem(report: BenchReport) -> str:
+    """`<device>-<model>-<date>`, e.g. cpu-2core-tiny-2026-07-01 or h100-80gb-hbm3-llava-ov-7b-..."""
+    model = slug(Path(report.model).name if os.sep in report.model else report.model)
+    return f"{report.device_slug}-{model}-{report.date[:10]}"
+
+
+def require_matplotlib() -> Any:
+    """matplotlib.pyplot on the Agg backend, or MissingDependencyError naming the extra."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the bench chart needs matplotlib: pip install 'earlytom[bench]'"
+        ) from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_results(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
+    """`<stem>.json` (BenchReport.to_dict) and `<stem>.png` (p50 stage breakdown per setting)."""
+    plt, stem = require_matplotlib(), result_stem(report)
+    json_path, png_path = Path(out_dir) / f"{stem}.json", Path(out_dir) / f"{stem}.png"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    _plot(plt, report, png_path)
+    return json_path, png_path
+
+
+def _plot(plt: Any, report: BenchReport, path: Path) -> None:
+    rows = [report.baseline, *report.settings]
+    labels = [row.label for row in rows]
+    fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 3.0, 4.8))
+    bottoms = [0.0] * len(rows)
+    for stage in STAGES:
+        heights = [row.p50(stage) for row in rows]
+        ax.bar(labels, heights, bottom=bottoms, label=STAGE_LABELS[stage], width=0.6)
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    for x, (row, top) in enumerate(zip(rows, bottoms, strict=True)):
+        note = f"{row.p50():.1f} ms" + ("" if row is report.baseline else f"\n{row.speedup:.2f}×")
+        ax.annotate(note, (x, top), ha="center", va="bottom", fontsize=8,
+                    xytext=(0, 3), textcoords="offset points")  # fmt: skip
+    ax.set_ylim(0, max(bottoms) * 1.2)
+    ax.set_ylabel(f"TTFT p50 per stage (ms, {report.runs} runs after {report.warmup} warm-up)")
+    ax.set_xlabel("setting (baseline: stock model, all tokens; EarlyTom: retention)")
+    weights = " (random weights)" if report.random_weights else ""
+    ax.set_title(f"{report.model}{weights} · {report.frames} frames · {report.dtype} · {report.backend}\n"
+                 f"{report.device_name}", fontsize=9)  # fmt: skip
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_table(report: BenchReport) -> str:
+    """A text table: one row per setting, times in ms (p50 of the timed runs unless said)."""
+    weights = " (random weights)" if report.random_weights else ""
+    head = (
+        f"{'setting':<9}{'TTFT p50':>10}{'p90':>9}{'vision':>9}{'tokens':>8}{'prefill':>9}{'other':>8}"
+        f"{'speed-up':>10}{'visual tok':>12}  {'frames per stage':<18}{'TFLOPs paper':>13}{'per-frame':>11}"
+    )
+    lines = [
+        f"{report.model}{weights} on {report.device} ({report.device_name}), {report.dtype}, "
+        f"{report.backend} backend",
+        f"{report.frames} frames · preset {report.task} · {report.prompt_tokens} prompt tokens · "
+        f"p50 of {report.runs} runs after {report.warmup} warm-up · ms",
+        head,
+        "-" * len(head),
+    ]
+    for row in (report.baseline, *report.settings):
+        frames = "→".join(map(str, row.frames_per_stage))
+        lines.append(
+            f"{row.label:<9}{row.p50():>10.1f}{row.p90():>9.1f}{row.p50('vision_encoding'):>9.1f}"
+            f"{row.p50('token_processing'):>8.1f}{row.p50('llm_prefill'):>9.1f}{row.p50('other'):>8.1f}"
+            f"{row.speedup:>9.2f}×{row.visual_tokens:>12}  {frames:<18}"
+            f"{row.flops['paper']['total'] / 1e12:>13.4g}{row.flops['per-frame']['total'] / 1e12:>11.4g}"
+        )
+    sources = "; ".join(sorted({row.inner_merge_source for row in report.settings}))
+    counted = "counted" if any(row.inner_layer is not None for row in report.settings) else "not counted"
+    lines.append(f"Stage III (inner-LLM merge) {counted} in FLOPs: {sources}")
+    return "\n".join(lines)
