@@ -64,9 +64,8 @@ def test_op_rejects_a_wrong_token_slots() -> None:
         token_select(*args)
 
 
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory) -> onnx.ModelProto:
-    example = inputs(3, [(0, 2)], retention=0.1, seed=0, ties=False)
+def export_select(example: tuple[torch.Tensor, ...]) -> onnx.ModelProto:
+    """The op alone as ONNX (node + function body), frames and N dynamic."""
     frames = torch.export.Dim("frames", min=1, max=4096)
     selected = torch.export.Dim("selected", min=1, max=4096 * P)
     translation = {torch.ops.earlytom.token_select.default: token_select_translation()}
@@ -76,6 +75,11 @@ def onnx_model(tmp_path_factory) -> onnx.ModelProto:
         dynamo=True, custom_translation_table=translation,
     )  # fmt: skip
     return attach_token_select_function(program.model_proto)
+
+
+@pytest.fixture(scope="module")
+def onnx_model() -> onnx.ModelProto:
+    return export_select(inputs(3, [(0, 2)], retention=0.1, seed=0, ties=False))
 
 
 def test_exported_as_one_custom_node_with_plugin_attributes(onnx_model) -> None:

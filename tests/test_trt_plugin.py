@@ -158,27 +158,15 @@ print(json.dumps({"layers": layers, "built": builder.build_serialized_network(ne
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
 def test_tensorrt_rtx_uses_the_plugin_when_loaded_and_the_body_when_not(plugin_dir, tmp_path, dtype) -> None:
     pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is installed by scripts/setup.sh")
-    from test_token_select import OnlySelect
+    import onnx
+    from test_token_select import export_select
 
-    from earlytom.ops import TOKEN_SELECT
-    from earlytom.ops.onnx_function import ONNX_OPSET, attach_token_select_function, token_select_translation
-
-    frames = torch.export.Dim("frames", min=1, max=4096)
-    selected = torch.export.Dim("selected", min=1, max=4096 * 196)
     example = (
         torch.randn(3, 196, 64).to(dtype), torch.rand(3, 196), torch.zeros(3, dtype=torch.int64),
         torch.tensor([2, 1]), torch.arange(6),
     )  # fmt: skip
-    translation = {torch.ops.earlytom.token_select.default: token_select_translation()}
-    program = torch.onnx.export(
-        OnlySelect(), example, input_names=list(TOKEN_SELECT.inputs), output_names=list(TOKEN_SELECT.outputs),
-        dynamic_shapes=({0: frames}, {0: frames}, {0: frames}, None, {0: selected}), opset_version=ONNX_OPSET,
-        dynamo=True, custom_translation_table=translation,
-    )  # fmt: skip
     path = tmp_path / "select.onnx"
-    import onnx
-
-    onnx.save(attach_token_select_function(program.model_proto), path)
+    onnx.save(export_select(example), path)
 
     def parse(library: str) -> dict:
         result = subprocess.run(

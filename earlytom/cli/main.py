@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import click
@@ -110,7 +109,7 @@ def run(
 
     from earlytom.cli.report import summary
     from earlytom.models.prompt import check_prompt
-    from earlytom.models.video import ShortVideoWarning, load_video
+    from earlytom.models.video import load_video_reporting
     from earlytom.runtime.generation import SamplingConfig
     from earlytom.runtime.pipeline import EarlyTomPipeline
 
@@ -127,11 +126,7 @@ def run(
         None if temperature is None else SamplingConfig(temperature=temperature, top_p=top_p, seed=seed)
     )
     progress(f"decoding {video} ...")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ShortVideoWarning)
-        decoded = load_video(video, frames)
-    for warning in caught:
-        progress(f"warning: {warning.message}")
+    decoded = load_video_reporting(video, frames, progress)
     progress(f"loading {model}{' (random weights)' if random_weights else ''} ...")
     pipeline = EarlyTomPipeline.from_pretrained(
         model, config=config, device=device, dtype=None if dtype == "auto" else getattr(torch, dtype),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import stat
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +95,18 @@ def load_video(path: str | os.PathLike[str], num_frames: int = 32) -> DecodedVid
             stacklevel=2,
         )
     return DecodedVideo(frames=frames, indices=tuple(indices), total_frames=decoded, fps=fps, path=path)
+
+
+def load_video_reporting(
+    path: str | os.PathLike[str], num_frames: int, report: Callable[[str], None]
+) -> DecodedVideo:
+    """`load_video`, with a short-video warning passed to `report` (a CLI's progress line)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ShortVideoWarning)
+        decoded = load_video(path, num_frames)
+    for warning in caught:
+        report(f"warning: {warning.message}")
+    return decoded
 
 
 def _check_file(path: Path) -> None:

@@ -15,7 +15,6 @@ import math
 import os
 import platform
 import re
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -136,7 +135,7 @@ def run_bench(
     from earlytom.models.flops_shapes import shape_from_config
     from earlytom.models.prompt import build_input_ids, check_prompt
     from earlytom.models.registry import load_model
-    from earlytom.models.video import ShortVideoWarning, load_video
+    from earlytom.models.video import load_video_reporting
     from earlytom.runtime.pipeline import EarlyTomPipeline, default_dtype, resolve_device
 
     say = progress or (lambda _message: None)
@@ -148,11 +147,7 @@ def run_bench(
     target = resolve_device(device)
     # Decode before the model load, which can take a minute: a bad video fails at once.
     say(f"decoding {video} ...")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ShortVideoWarning)
-        decoded = load_video(video, num_frames)
-    for warning in caught:
-        say(f"warning: {warning.message}")
+    decoded = load_video_reporting(video, num_frames, say)
     say(f"loading {model}{' (random weights)' if random_weights else ''} ...")
     loaded = load_model(model, device=target, dtype=dtype or default_dtype(target),
                         random_weights=random_weights, cache_dir=cache_dir)  # fmt: skip
