@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ from click.testing import CliRunner, Result
 from earlytom.cli.bench import bench
 from earlytom.config import EarlyTomConfig, preset
 from earlytom.errors import MissingDependencyError
-from earlytom.runtime.bench import inner_merge_of, percentile, require_matplotlib
+from earlytom.runtime.bench import inner_merge_of, percentile
+from earlytom.runtime.bench_report import require_matplotlib
 from earlytom.runtime.timing import STAGES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -33,7 +35,8 @@ def tiny_bench(
     pytest.importorskip("matplotlib")
     out = tmp_path_factory.mktemp("bench") / "tmp"
     result = invoke(tiny_cache, "--model", "tiny", "--video", str(jobs_mp4), "--retention", "0.1,0.25",
-                    "--runs", str(RUNS), "--warmup", "1", "--frames", "8", "--out", str(out))  # fmt: skip
+                    "--runs", str(RUNS), "--warmup", "1", "--frames", "8", "--post-encoder",
+                    "--out", str(out))  # fmt: skip
     assert result.exit_code == 0, result.stderr
     (json_path,) = out.glob("*.json")
     return result, json.loads(json_path.read_text()), out
@@ -82,6 +85,27 @@ def test_speedup_tokens_and_flops_against_the_baseline(
         assert setting["inner_merge"]["source"]  # which Stage III was assumed is recorded
     low, high = data["earlytom"]
     assert low["visual_tokens"] < high["visual_tokens"]
+
+
+@pytest.mark.slow
+def test_post_encoder_rows_share_the_baseline(tiny_bench: tuple[Result, dict[str, Any], Path]) -> None:
+    result, data, _ = tiny_bench
+    base, post = data["baseline"], data["post_encoder"]
+    assert [s["label"] for s in post] == ["post 10%", "post 25%"]
+    assert {s["method"] for s in post} == {"post-encoder"} and base["method"] == "stock"
+    for row, earlytom in zip(post, data["earlytom"], strict=True):
+        assert row["retention"] == earlytom["retention"] and row["config"] == earlytom["config"]
+        assert row["frames_per_stage"] == [8]  # every frame runs every encoder layer
+        assert row["visual_tokens"] == 8 * math.ceil(196 * row["retention"]) + 1
+        p50 = row["ttft_ms"]["p50"]["total"]
+        assert row["speedup"] == pytest.approx(base["ttft_ms"]["p50"]["total"] / p50, rel=1e-3)
+        for key in ("counted", "layer", "ratio"):  # the same Stage III as EarlyTom at that retention
+            assert row["inner_merge"][key] == earlytom["inner_merge"][key]
+        # Same encoder FLOPs as the stock model; fewer language-model FLOPs.
+        for convention in ("paper", "per-frame"):
+            assert row["flops"][convention]["vision"] == base["flops"][convention]["vision"]
+            assert row["flops"][convention]["total"] < base["flops"][convention]["total"]
+    assert "post 10%" in result.stdout and "post-encoder baseline" in result.stdout
 
 
 @pytest.mark.slow
@@ -134,7 +158,7 @@ def test_imports_stay_light() -> None:
         "import sys, earlytom.cli.bench\n"
         "heavy = {'matplotlib', 'torch', 'transformers', 'av'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
-        "import earlytom.runtime.bench\n"
+        "import earlytom.runtime.bench, earlytom.runtime.bench_report\n"
         "assert 'matplotlib' not in sys.modules\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -40,25 +40,25 @@ from earlytom.errors import ConfigError
 @click.option("--warmup", default=1, show_default=True, type=int, help="Untimed runs per setting first.")
 @click.option("--prompt", default="Describe the video.", show_default=True, help="Text prompt.")
 @click.option(
+    "--post-encoder", is_flag=True,
+    help="Also time the post-encoder baseline at each retention: the stock encoder, then per-frame "
+    "top-k by last-layer received attention, same language-model side.",
+)  # fmt: skip
+@click.option(
     "--out", default=Path("benchmarks/results"), show_default=True, type=click.Path(path_type=Path),
     help="Folder for <device>-<model>-<date>.json and .png.",
 )  # fmt: skip
 @friendly_errors
 def bench(
     model: str, video: str, retentions: str, task: str, backend: str, device: str, dtype: str,
-    random_weights: bool, frames: int, runs: int, warmup: int, prompt: str, out: Path,
+    random_weights: bool, frames: int, runs: int, warmup: int, prompt: str, post_encoder: bool, out: Path,
 ) -> None:  # fmt: skip
     """Time TTFT (vision, token processing, LLM prefill, other) of the stock model and of EarlyTom
     at each retention on the same weights, device and frames; print a table, write JSON and a chart."""
     import torch
 
-    from earlytom.runtime.bench import (
-        check_bench_inputs,
-        format_table,
-        require_matplotlib,
-        run_bench,
-        write_results,
-    )
+    from earlytom.runtime.bench import check_bench_inputs, run_bench
+    from earlytom.runtime.bench_report import format_table, require_matplotlib, write_results
 
     ratios = parse_retentions(retentions)
     # Fail before a run that can take minutes: bad numbers, or no way to draw the chart at the end.
@@ -68,12 +68,14 @@ def bench(
         "earlytom", "bench", "--model", model, "--video", video, "--retention", retentions,
         "--preset", task, "--backend", backend, "--device", device, "--dtype", dtype,
         *(["--random-weights"] if random_weights else []), "--frames", str(frames), "--runs", str(runs),
-        "--warmup", str(warmup), "--prompt", prompt, "--out", str(out),
+        "--warmup", str(warmup), "--prompt", prompt, *(["--post-encoder"] if post_encoder else []),
+        "--out", str(out),
     ])  # fmt: skip
     report = run_bench(
         model, video, ratios, task=task, backend=backend, device=device,
         dtype=None if dtype == "auto" else getattr(torch, dtype), random_weights=random_weights,
         num_frames=frames, runs=runs, warmup=warmup, prompt=prompt, command=command, progress=progress,
+        post_encoder=post_encoder,
     )  # fmt: skip
     click.echo(format_table(report))
     json_path, png_path = write_results(report, out)

@@ -41,17 +41,18 @@ class VideoPath:
         self.vision = VisionSide.from_llava(llava)  # llava: the `.model` of the generation class
         self.config = config
         self.encoder = CompressingVisionEncoder(self.vision, config)
+        self.final = self.encoder.final  # projector, pooling, TokenSelect, newline
 
     @torch.no_grad()
     def encode(self, pixel_values: torch.Tensor) -> EncodedVideo:
         """pixel_values (T, 3, H, W) -> projected features of the frames left after Stage I."""
         out = self.encoder(pixel_values)
-        features = self.encoder.final.projector(out.hidden)  # (T', S, C)
+        features = self.final.projector(out.hidden)  # (T', S, C)
         return EncodedVideo(features, out.scores, out.selection, out.frames_per_stage)
 
     @torch.no_grad()
     def tokens(self, encoded: EncodedVideo) -> VideoTokens:
-        final = self.encoder.final
+        final = self.final
         base_frames = encoded.frames_per_stage[0]
         tokens_before = base_frames * self.vision.pooled_tokens_per_frame + 1
         if encoded.selection is None or encoded.scores is None:  # compression off: every token, as stock

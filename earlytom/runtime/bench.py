@@ -1,5 +1,9 @@
 """TTFT benchmark: the stock model against EarlyTom at several retentions, one model load, warm runs.
 
+Optionally each retention also runs the post-encoder baseline (the stock encoder, then per-frame
+top-k by last-layer received attention; `earlytom.models.post_encoder_path`) with the same
+language-model side, to show what dropping tokens inside the encoder buys.
+
 Every setting runs on the same loaded weights, device, dtype and decoded frames. Each setting gets
 `warmup` untimed calls (a cold first call pays allocator growth and kernel selection), then `runs`
 timed calls of `pipeline(frames, prompt, max_new_tokens=1)`; TTFT and its stages are the
@@ -10,11 +14,8 @@ measured, in both conventions of `earlytom.compression.flops`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import platform
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,23 +27,24 @@ import torch
 
 from earlytom.compression.flops import CONVENTIONS, ArchitectureShape, prefill_flops
 from earlytom.config import EarlyTomConfig, preset
-from earlytom.errors import InputError, MissingDependencyError
+from earlytom.errors import InputError
+from earlytom.runtime.environment import device_name, device_slug, versions
 from earlytom.runtime.timing import STAGES
 
 BACKENDS = ("torch",)  # ONNX Runtime / TensorRT segments: not benchmarked yet
 DEFAULT_PROMPT = "Describe the video."
 TOTAL = "total"
-STAGE_LABELS = {"vision_encoding": "vision", "token_processing": "token processing",
-                "llm_prefill": "LLM prefill", "other": "other"}  # fmt: skip
 FLOPS_UNIT = "FLOPs, 1 multiply-add = 1 (as in the paper)"
 
 
 @dataclass(frozen=True)
 class SettingResult:
-    """One setting (the stock baseline, or EarlyTom at one retention), `runs` warm timed calls."""
+    """One setting (the stock baseline, EarlyTom or the post-encoder baseline at one retention),
+    `runs` warm timed calls."""
 
-    label: str  # "baseline" or "10%"
+    label: str  # "baseline", "10%" (EarlyTom) or "post 10%" (post-encoder)
     config: EarlyTomConfig
+    method: str  # "stock", "earlytom" or "post-encoder"
     runs_ms: dict[str, tuple[float, ...]]  # stage (and "total") -> one value per timed run
     speedup: float  # baseline TTFT p50 / this TTFT p50
     visual_tokens_before: int  # B·P + 1
@@ -69,6 +71,7 @@ class SettingResult:
                  "ratio": self.inner_ratio, "source": self.inner_merge_source}  # fmt: skip
         return {
             "label": self.label,
+            "method": self.method,
             "retention": self.retention,
             "config": self.config.to_dict(),
             "ttft_ms": {
@@ -105,7 +108,14 @@ class BenchReport:
     date: str  # ISO 8601, local time with offset
     versions: dict[str, str]
     baseline: SettingResult
-    settings: tuple[SettingResult, ...]
+    settings: tuple[SettingResult, ...]  # EarlyTom, one per retention
+    post_encoder: tuple[SettingResult, ...] = ()  # the post-encoder baseline, one per retention (or none)
+
+    def rows(self) -> tuple[SettingResult, ...]:
+        """Baseline, then per retention EarlyTom and (when run) the post-encoder baseline."""
+        post = {row.retention: row for row in self.post_encoder}
+        paired = [(row, post[row.retention]) if row.retention in post else (row,) for row in self.settings]
+        return (self.baseline, *(row for pair in paired for row in pair))
 
     def to_dict(self) -> dict[str, Any]:
         plain = ("model", "random_weights", "frames", "dtype", "backend", "runs", "warmup", "prompt",
@@ -121,6 +131,7 @@ class BenchReport:
             "flops_unit": FLOPS_UNIT,
             "baseline": self.baseline.to_dict(),
             "earlytom": [s.to_dict() for s in self.settings],
+            "post_encoder": [s.to_dict() for s in self.post_encoder],
         }
 
 
@@ -129,9 +140,10 @@ def run_bench(
     backend: str = "torch", device: str = "auto", dtype: torch.dtype | None = None,
     random_weights: bool = False, num_frames: int = 32, runs: int = 5, warmup: int = 1,
     prompt: str = DEFAULT_PROMPT, cache_dir: Path | None = None, artifacts: Path | None = None,
-    command: str = "", progress: Callable[[str], None] | None = None,
+    command: str = "", progress: Callable[[str], None] | None = None, post_encoder: bool = False,
 ) -> BenchReport:  # fmt: skip
-    """Baseline (stock model, all tokens), then EarlyTom at `preset(task, r)` for each retention."""
+    """Baseline (stock model, all tokens), then EarlyTom at `preset(task, r)` for each retention,
+    and with `post_encoder` the post-encoder baseline at the same retention and Stage III."""
     from earlytom.models.flops_shapes import shape_from_config
     from earlytom.models.prompt import build_input_ids, check_prompt
     from earlytom.models.registry import load_model
@@ -156,8 +168,8 @@ def run_bench(
         loaded.tokenizer, prompt, num_video_tokens=0, video_token_id=loaded.video_token_id
     ).shape[1]
 
-    def measure(label: str, config: EarlyTomConfig) -> list[Any]:
-        pipeline = EarlyTomPipeline(loaded, config, num_frames=num_frames)
+    def measure(label: str, config: EarlyTomConfig, method: str = "earlytom") -> list[Any]:
+        pipeline = EarlyTomPipeline(loaded, config, num_frames=num_frames, method=method)
         for i in range(warmup):
             say(f"{label}: warm-up {i + 1}/{warmup} ...")
             pipeline(decoded, prompt, max_new_tokens=1)
@@ -171,8 +183,14 @@ def run_bench(
     base_results = measure("baseline", stock)
     base_p50 = percentile([r.ttft_ms.total for r in base_results], 50)
     summary = partial(summarise, shape=shape, prompt_tokens=prompt_tokens, baseline_p50=base_p50)
-    baseline = summary("baseline", stock, base_results)
-    settings = tuple(summary(label_of(c.retention), c, measure(label_of(c.retention), c)) for c in configs)
+    baseline = summary("baseline", stock, base_results, method="stock")
+    settings, post = [], []
+    for config in configs:
+        label = label_of(config.retention)
+        settings.append(summary(label, config, measure(label, config)))
+        if post_encoder:
+            label = f"post {label}"
+            post.append(summary(label, config, measure(label, config, "post-encoder"), method="post-encoder"))
     first = base_results[0]
     return BenchReport(
         model=model, random_weights=random_weights, device=str(target), device_name=device_name(target),
@@ -181,7 +199,7 @@ def run_bench(
         frames=num_frames, runs=runs, warmup=warmup, prompt=prompt, prompt_tokens=prompt_tokens,
         video=first.extra.get("video", {"path": str(video)}), command=command,
         date=datetime.now().astimezone().isoformat(timespec="seconds"), versions=versions(),
-        baseline=baseline, settings=settings,
+        baseline=baseline, settings=tuple(settings), post_encoder=tuple(post),
     )  # fmt: skip
 
 
@@ -210,7 +228,7 @@ def check_bench_inputs(
 
 def summarise(
     label: str, config: EarlyTomConfig, results: Sequence[Any], *, shape: ArchitectureShape,
-    prompt_tokens: int, baseline_p50: float,
+    prompt_tokens: int, baseline_p50: float, method: str = "earlytom",
 ) -> SettingResult:  # fmt: skip
     """RunResults of one setting -> SettingResult, FLOPs from the frames and tokens they measured."""
     runs_ms = {s: tuple(float(getattr(r.ttft_ms, s)) for r in results) for s in STAGES}
@@ -218,7 +236,8 @@ def summarise(
     last = results[-1]  # the algorithm is deterministic on fixed frames: every run agrees
     frames, tokens = tuple(int(t) for t in last.frames_per_stage), int(last.visual_tokens_after)
     layer, ratio, source = inner_merge_of(last.extra, config)
-    layers = config.prune_layers if config.enabled else ()
+    # The post-encoder baseline merges no frame: its encoder costs what the stock one does.
+    layers = config.prune_layers if config.enabled and method == "earlytom" else ()
     flops: dict[str, dict[str, Any]] = {
         c: prefill_flops(shape, frames_per_stage=frames, prune_layers=layers, visual_tokens=tokens,
                          prompt_tokens=prompt_tokens, inner_layer=layer, inner_ratio=ratio,
@@ -226,7 +245,8 @@ def summarise(
         for c in CONVENTIONS
     }  # fmt: skip
     return SettingResult(
-        label=label, config=config, runs_ms=runs_ms, speedup=baseline_p50 / percentile(runs_ms[TOTAL], 50),
+        label=label, config=config, method=method, runs_ms=runs_ms,
+        speedup=baseline_p50 / percentile(runs_ms[TOTAL], 50),
         visual_tokens_before=int(last.visual_tokens_before), visual_tokens=tokens, frames_per_stage=frames,
         inner_layer=layer, inner_ratio=ratio, inner_merge_source=source, flops=flops,
     )  # fmt: skip
@@ -262,129 +282,3 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def label_of(retention: float) -> str:
     return f"{retention * 100:g}%"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return str(torch.cuda.get_device_name(device))
-    try:
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-    except OSError:
-        found = None
-    cpu = found.group(1).strip() if found else platform.processor() or platform.machine()
-    return f"{cpu}, {cpu_count()} cores, {torch.get_num_threads()} torch threads"
-
-
-def cpu_count() -> int:
-    """Cores this process may use (a container's limit, not the host's)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def of(package: str) -> str:
-        try:
-            return version(package)
-        except PackageNotFoundError:
-            return "unknown"
-
-    found = {"python": platform.python_version(), "torch": torch.__version__,
-             "transformers": of("transformers"), "earlytom": of("earlytom")}  # fmt: skip
-    return found | ({"cuda": str(torch.version.cuda)} if torch.version.cuda else {})
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "unknown"
-
-
-def device_slug(device: torch.device) -> str:
-    if device.type == "cuda":
-        return slug(str(torch.cuda.get_device_name(device)).removeprefix("NVIDIA "))
-    return f"cpu-{cpu_count()}core"
-
-
-def result_stem(report: BenchReport) -> str:
-    """`<device>-<model>-<date>`, e.g. cpu-2core-tiny-2026-07-01 or h100-80gb-hbm3-llava-ov-7b-..."""
-    model = slug(Path(report.model).name if os.sep in report.model else report.model)
-    return f"{report.device_slug}-{model}-{report.date[:10]}"
-
-
-def require_matplotlib() -> Any:
-    """matplotlib.pyplot on the Agg backend, or MissingDependencyError naming the extra."""
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "the bench chart needs matplotlib: pip install 'earlytom[bench]'"
-        ) from exc
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def write_results(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
-    """`<stem>.json` (BenchReport.to_dict) and `<stem>.png` (p50 stage breakdown per setting)."""
-    plt, stem = require_matplotlib(), result_stem(report)
-    json_path, png_path = Path(out_dir) / f"{stem}.json", Path(out_dir) / f"{stem}.png"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    _plot(plt, report, png_path)
-    return json_path, png_path
-
-
-def _plot(plt: Any, report: BenchReport, path: Path) -> None:
-    rows = [report.baseline, *report.settings]
-    labels = [row.label for row in rows]
-    fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 3.0, 4.8))
-    bottoms = [0.0] * len(rows)
-    for stage in STAGES:
-        heights = [row.p50(stage) for row in rows]
-        ax.bar(labels, heights, bottom=bottoms, label=STAGE_LABELS[stage], width=0.6)
-        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
-    for x, (row, top) in enumerate(zip(rows, bottoms, strict=True)):
-        note = f"{row.p50():.1f} ms" + ("" if row is report.baseline else f"\n{row.speedup:.2f}×")
-        ax.annotate(note, (x, top), ha="center", va="bottom", fontsize=8,
-                    xytext=(0, 3), textcoords="offset points")  # fmt: skip
-    ax.set_ylim(0, max(bottoms) * 1.2)
-    ax.set_ylabel(f"TTFT p50 per stage (ms, {report.runs} runs after {report.warmup} warm-up)")
-    ax.set_xlabel("setting (baseline: stock model, all tokens; EarlyTom: retention)")
-    weights = " (random weights)" if report.random_weights else ""
-    ax.set_title(f"{report.model}{weights} · {report.frames} frames · {report.dtype} · {report.backend}\n"
-                 f"{report.device_name}", fontsize=9)  # fmt: skip
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def format_table(report: BenchReport) -> str:
-    """A text table: one row per setting, times in ms (p50 of the timed runs unless said)."""
-    weights = " (random weights)" if report.random_weights else ""
-    head = (
-        f"{'setting':<9}{'TTFT p50':>10}{'p90':>9}{'vision':>9}{'tokens':>8}{'prefill':>9}{'other':>8}"
-        f"{'speed-up':>10}{'visual tok':>12}  {'frames per stage':<18}{'TFLOPs paper':>13}{'per-frame':>11}"
-    )
-    lines = [
-        f"{report.model}{weights} on {report.device} ({report.device_name}), {report.dtype}, "
-        f"{report.backend} backend",
-        f"{report.frames} frames · preset {report.task} · {report.prompt_tokens} prompt tokens · "
-        f"p50 of {report.runs} runs after {report.warmup} warm-up · ms",
-        head,
-        "-" * len(head),
-    ]
-    for row in (report.baseline, *report.settings):
-        frames = "→".join(map(str, row.frames_per_stage))
-        lines.append(
-            f"{row.label:<9}{row.p50():>10.1f}{row.p90():>9.1f}{row.p50('vision_encoding'):>9.1f}"
-            f"{row.p50('token_processing'):>8.1f}{row.p50('llm_prefill'):>9.1f}{row.p50('other'):>8.1f}"
-            f"{row.speedup:>9.2f}×{row.visual_tokens:>12}  {frames:<18}"
-            f"{row.flops['paper']['total'] / 1e12:>13.4g}{row.flops['per-frame']['total'] / 1e12:>11.4g}"
-        )
-    sources = "; ".join(sorted({row.inner_merge_source for row in report.settings}))
-    counted = "counted" if any(row.inner_layer is not None for row in report.settings) else "not counted"
-    lines.append(f"Stage III (inner-LLM merge) {counted} in FLOPs: {sources}")
-    return "\n".join(lines)

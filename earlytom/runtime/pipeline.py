@@ -16,6 +16,7 @@ import torch
 
 from earlytom.config import EarlyTomConfig
 from earlytom.errors import InputError
+from earlytom.models.post_encoder_path import PostEncoderVideoPath
 from earlytom.models.preprocess import preprocess_frames
 from earlytom.models.prompt import build_input_ids
 from earlytom.models.registry import LoadedModel, load_model
@@ -74,6 +75,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+# Where tokens are dropped: inside the encoder (EarlyTom), or after the stock encoder (baseline).
+METHODS = ("earlytom", "post-encoder")
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -92,15 +95,25 @@ class EarlyTomPipeline:
         artifacts: Path | None = None,
         backend: str = "auto",
         inner_merge: bool = True,
+        method: str = "earlytom",
     ) -> None:
         """`artifacts`: an earlytom-export folder whose segments run the vision path, with the
         folder's own EarlyTom setting (then `config` must be None). `backend`: torch (modules,
         no folder), onnxruntime or tensorrt (a folder); auto picks torch without a folder and
-        onnxruntime with one. `inner_merge`: Stage III in the language model (config.inner_*)."""
+        onnxruntime with one. `inner_merge`: Stage III in the language model (config.inner_*).
+        `method`: earlytom, or post-encoder (the stock encoder, then per-frame top-k by last-layer
+        received attention at config.retention; torch backend only) for comparison."""
         if num_frames < 1:
             raise InputError(f"frames={num_frames} is out of range: sample at least 1 frame")
         if backend not in BACKENDS:
             raise InputError(f"unknown backend '{backend}': choose {', '.join(BACKENDS)}")
+        if method not in METHODS:
+            raise InputError(f"unknown method '{method}': choose {', '.join(METHODS)}")
+        if method == "post-encoder" and (artifacts is not None or config is None or not config.enabled):
+            raise InputError(
+                "the post-encoder baseline runs the torch modules and needs an enabled config: "
+                "pass config=preset(task, retention) and no engine folder"
+            )
         if backend == "auto":
             backend = "torch" if artifacts is None else "onnxruntime"
         if (backend == "torch") != (artifacts is None):
@@ -111,6 +124,7 @@ class EarlyTomPipeline:
             )
             raise InputError(f"backend {backend} {need}")
         self.backend = backend
+        self.method = method
         self.loaded = loaded
         self.model = loaded.model
         self.num_frames = num_frames
@@ -127,7 +141,8 @@ class EarlyTomPipeline:
         config = config or EarlyTomConfig()
         self.config = config
         if artifacts is None:
-            self.video_path = VideoPath(self.model.model, config)
+            path_class = PostEncoderVideoPath if method == "post-encoder" else VideoPath
+            self.video_path = path_class(self.model.model, config)
         config.check_model(
             vision_layers=VisionSide.from_llava(self.model.model).num_layers,
             language_layers=self.model.config.text_config.num_hidden_layers,
@@ -148,6 +163,7 @@ class EarlyTomPipeline:
         artifacts: Path | None = None,
         backend: str = "auto",
         inner_merge: bool = True,
+        method: str = "earlytom",
     ) -> EarlyTomPipeline:
         target = resolve_device(device)
         loaded = load_model(
@@ -164,6 +180,7 @@ class EarlyTomPipeline:
             artifacts=artifacts,
             backend=backend,
             inner_merge=inner_merge,
+            method=method,
         )
 
     def load_video(self, video: str | os.PathLike[str] | DecodedVideo) -> DecodedVideo:
@@ -227,6 +244,7 @@ class EarlyTomPipeline:
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "config": self.config.to_dict(),
                 "backend": self.backend,
+                "method": self.method,
                 "inner_merge": None
                 if self.inner is None
                 else {
