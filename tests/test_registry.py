@@ -25,3 +25,21 @@ def test_published_architectures(name: str, text_layers: int, width: int, vocab:
 def test_random_weights_needs_a_known_architecture() -> None:
     with pytest.raises(ModelError, match="known architecture"):
         architecture_config("tiny")
+
+
+@pytest.mark.slow
+def test_random_weights_are_seeded_and_leave_the_callers_rng_alone() -> None:
+    """Repeated timing runs must merge the same frames, so a random build is the same every time."""
+    import torch
+
+    from earlytom.models.registry import load_model
+
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    first = load_model("llava-ov-0.5b", device=torch.device("cpu"), dtype=torch.float32, random_weights=True)
+    assert torch.equal(torch.rand(3), expected_next)
+    second = load_model("llava-ov-0.5b", device=torch.device("cpu"), dtype=torch.float32, random_weights=True)
+    pairs = zip(first.model.named_parameters(), second.model.named_parameters(), strict=True)
+    for (name, a), (_, b) in pairs:
+        assert torch.equal(a, b), name

@@ -133,7 +133,14 @@ def _random(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_dir
     from earlytom.models.tiny import tiny_path
 
     config = architecture_config(spec.name)
-    with torch.device(device):
+    # Seeded: repeated timing runs on one device merge the same frames. The caller's RNG is untouched.
+    cuda = (
+        [torch.cuda.current_device() if device.index is None else device.index]
+        if device.type == "cuda"
+        else []
+    )
+    with torch.random.fork_rng(devices=cuda), torch.device(device):
+        torch.manual_seed(0)
         model = LlavaOnevisionForConditionalGeneration._from_config(config, dtype=dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.hub_id, local_files_only=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,6 +30,9 @@ from earlytom.config import EarlyTomConfig, preset
 from earlytom.errors import InputError
 from earlytom.runtime.environment import device_name, device_slug, versions
 from earlytom.runtime.timing import STAGES
+
+if TYPE_CHECKING:
+    from earlytom.models.registry import LoadedModel
 
 BACKENDS = ("torch",)  # ONNX Runtime / TensorRT segments: not benchmarked yet
 DEFAULT_PROMPT = "Describe the video."
@@ -141,9 +144,12 @@ def run_bench(
     random_weights: bool = False, num_frames: int = 32, runs: int = 5, warmup: int = 1,
     prompt: str = DEFAULT_PROMPT, cache_dir: Path | None = None, artifacts: Path | None = None,
     command: str = "", progress: Callable[[str], None] | None = None, post_encoder: bool = False,
+    loaded: LoadedModel | None = None,
 ) -> BenchReport:  # fmt: skip
     """Baseline (stock model, all tokens), then EarlyTom at `preset(task, r)` for each retention,
-    and with `post_encoder` the post-encoder baseline at the same retention and Stage III."""
+    and with `post_encoder` the post-encoder baseline at the same retention and Stage III.
+    `loaded`: a model already loaded as `model` (then device, dtype and random_weights describe
+    it and nothing is loaded)."""
     from earlytom.models.flops_shapes import shape_from_config
     from earlytom.models.prompt import build_input_ids, check_prompt
     from earlytom.models.registry import load_model
@@ -160,9 +166,11 @@ def run_bench(
     # Decode before the model load, which can take a minute: a bad video fails at once.
     say(f"decoding {video} ...")
     decoded = load_video_reporting(video, num_frames, say)
-    say(f"loading {model}{' (random weights)' if random_weights else ''} ...")
-    loaded = load_model(model, device=target, dtype=dtype or default_dtype(target),
-                        random_weights=random_weights, cache_dir=cache_dir)  # fmt: skip
+    if loaded is None:
+        say(f"loading {model}{' (random weights)' if random_weights else ''} ...")
+        loaded = load_model(model, device=target, dtype=dtype or default_dtype(target),
+                            random_weights=random_weights, cache_dir=cache_dir)  # fmt: skip
+    target = loaded.model.get_input_embeddings().weight.device
     shape = shape_from_config(loaded.model.config)
     prompt_tokens = build_input_ids(
         loaded.tokenizer, prompt, num_video_tokens=0, video_token_id=loaded.video_token_id

@@ -53,7 +53,10 @@ def _plot(plt: Any, report: BenchReport, path: Path) -> None:
     bottoms = [0.0] * len(rows)
     for stage in STAGES:
         heights = [row.p50(stage) for row in rows]
-        ax.bar(labels, heights, bottom=bottoms, label=STAGE_LABELS[stage], width=0.6)
+        bars = ax.bar(labels, heights, bottom=bottoms, label=STAGE_LABELS[stage], width=0.6)
+        for bar, row in zip(bars, rows, strict=True):
+            if row.method == "post-encoder":
+                bar.set_hatch("//")  # the post-encoder baseline, told apart from EarlyTom at a glance
         bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
     for x, (row, top) in enumerate(zip(rows, bottoms, strict=True)):
         note = f"{row.p50():.1f} ms" + ("" if row is report.baseline else f"\n{row.speedup:.2f}×")
