@@ -35,7 +35,7 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "jobs.mp4"
-# The paper's Table (LLaVA-OV-7B, 32 frames, A100, eager attention, trained weights, 10 % retention).
+# The paper's TTFT table (LLaVA-OV-7B, 32 frames, A100, trained weights, 10 % retention).
 PAPER = {"device": "NVIDIA A100", "baseline_ttft_ms": 889.9, "earlytom_ttft_ms": 336.2, "speedup": 2.65,
          "baseline_tflops": 82.6, "earlytom_tflops": 32.2, "token_processing_ms": {"EarlyTom": 35,
          "HoliTom": 142}}  # fmt: skip

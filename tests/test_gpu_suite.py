@@ -48,7 +48,8 @@ def test_suite_on_tiny_records_every_step(tiny_cache: Path, jobs_mp4: Path, tmp_
         pytest.fail(f"pytest -m gpu left no counts: {suite['gpu_tests']}")
     if suite["device"].startswith("NVIDIA"):
         return  # the rest checks what a machine without a GPU records
-    assert suite["gpu_tests"]["counts"]["skipped"] >= 1 and suite["gpu_tests"]["returncode"] == 0
+    # pytest exits 5 when the only module skips itself at import (no CUDA): nothing failed.
+    assert suite["gpu_tests"]["counts"]["skipped"] >= 1 and suite["gpu_tests"]["returncode"] in (0, 5)
     assert suite["token_select_bench"] == {"skipped": "needs a CUDA device"}
     assert [p["label"] for p in suite["profile"]] == ["baseline", "10%"]
     assert all(p["clock"] == "cpu" and p["top_ops"] for p in suite["profile"])

@@ -38,6 +38,7 @@ class PostEncoderVideoPath(VideoPath):
     """VideoPath whose encode runs the stock encoder and scores its last layer; `tokens` is shared."""
 
     def __init__(self, llava: Any, config: EarlyTomConfig, *, attention_chunk: int | None = 8) -> None:
+        # VideoPath.__init__ is not called: it builds the compressing encoder, which this path lacks.
         if not config.enabled:
             raise ValueError("the post-encoder baseline compresses: pass an enabled config (retention)")
         self.vision = VisionSide.from_llava(llava)

@@ -69,7 +69,7 @@ def _plot(plt: Any, report: BenchReport, path: Path) -> None:
     weights = " (random weights)" if report.random_weights else ""
     ax.set_title(f"{report.model}{weights} · {report.frames} frames · {report.dtype} · {report.backend}\n"
                  f"{report.device_name}", fontsize=9)  # fmt: skip
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside the bars, never on them
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -244,7 +244,7 @@ class EarlyTomPipeline:
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "config": self.config.to_dict(),
                 "backend": self.backend,
-                "method": self.method,
+                "method": self.method if self.config.enabled else "stock",
                 "inner_merge": None
                 if self.inner is None
                 else {
