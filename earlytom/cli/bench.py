@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from earlytom.cli.common import DTYPES, friendly_errors, progress
+from earlytom.cli.common import DTYPES, friendly_errors, parse_list, progress
 from earlytom.config import DEFAULT_TASK, PRESETS
-from earlytom.errors import ConfigError
 
 
 @click.command(name="bench", context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,9 +83,4 @@ def bench(
 
 
 def parse_retentions(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise ConfigError(
-            f"--retention '{text}' is not a comma-separated list of fractions, e.g. 0.1,0.15,0.2,0.25"
-        ) from exc
+    return parse_list(text, float, option="--retention", what="fractions, e.g. 0.1,0.15,0.2,0.25")

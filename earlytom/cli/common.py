@@ -39,13 +39,16 @@ def _quiet_libraries(verbose: bool) -> None:
         hf_logging.disable_progress_bar()
 
 
-def parse_layers(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
+def parse_list(text: str, cast: type[int] | type[float], *, option: str, what: str) -> tuple:
+    """Comma-separated numbers -> a tuple; ConfigError naming the option when a part is not a number."""
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        return tuple(cast(part) for part in text.split(",") if part.strip())
     except ValueError as exc:
-        raise ConfigError(f"--prune-layers '{text}' is not a comma-separated list of layer indices") from exc
+        raise ConfigError(f"{option} '{text}' is not a comma-separated list of {what}") from exc
+
+
+def parse_layers(text: str | None) -> tuple[int, ...] | None:
+    return None if text is None else parse_list(text, int, option="--prune-layers", what="layer indices")
 
 
 def progress(message: str) -> None:

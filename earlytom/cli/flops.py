@@ -8,7 +8,7 @@ from typing import cast
 
 import click
 
-from earlytom.cli.common import friendly_errors, parse_layers
+from earlytom.cli.common import friendly_errors, parse_layers, parse_list
 from earlytom.compression.flops import CONVENTIONS, Convention, FlopsReport, RunFlops, flops_report
 from earlytom.config import DEFAULT_TASK, PRESETS, EarlyTomConfig, check_retention, preset
 from earlytom.errors import ConfigError
@@ -93,14 +93,7 @@ def _config(task: str, retention: float, layers: tuple[int, ...] | None, max_win
 
 
 def _parse_counts(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise ConfigError(
-            f"--frames-per-stage '{text}' is not a comma-separated list of frame counts"
-        ) from exc
+    return None if text is None else parse_list(text, int, option="--frames-per-stage", what="frame counts")
 
 
 def _table(model: str, report: FlopsReport) -> str:
