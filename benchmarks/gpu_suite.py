@@ -1,70 +1,161 @@
 """The performance evidence in one call: GPU tests, the TokenSelect kernel bench, TTFT and FLOPs.
 
-Steps, each recorded in `suite-<device>-<model>-<date>.json` under --out, whatever its outcome:
-  1. the GPU-only tests (`pytest -m gpu`), with their pass/skip/fail counts;
-  2. benchmarks/token_select_bench.py (CUDA only);
-  3. `earlytom bench` in-process: the stock model, EarlyTom at each retention and the post-encoder
-     baseline at each retention, on one loaded model (random weights: timing, not accuracy),
-     writing `<device>-<model>-<date>.json` and `.png`;
-  4. torch.profiler over one warm call of the baseline and of EarlyTom at the lowest retention:
-     the top ops by device time (CPU time without a GPU) and the host-device syncs;
-  5. a short table, printed last: TTFT per setting, speed-up, visual tokens, frames per stage,
-     FLOPs in both conventions, with the paper's A100 numbers beside them.
+The clip is decoded once (a video, or a `.npz` frames file: no decoder needed) and every step gets
+the same frames. Steps, in order; `suite-<device>-<model>-<date>.json` under --out is rewritten
+atomically after each one with its status (ok, failed, skipped), so a run cut short keeps the
+finished steps:
+  1. gpu_tests: `pytest -m gpu`, with passed/skipped/failed counts and, apart, the modules that
+     could not be collected (a missing optional package), by name;
+  2. token_select_bench: benchmarks/token_select_bench.py (CUDA only);
+  3. artifact_path: with --artifacts, the exported folder in ONNX Runtime and the torch modules at
+     the folder's setting, on this device, same frames: frames per stage, visual tokens, token
+     ids and TTFT of both, and whether they agree (a correctness run, not a speed result);
+  4. model_build: the --model architecture with random weights;
+  5. bench: `earlytom bench` in-process: the stock model, EarlyTom at each retention and the
+     post-encoder baseline at each retention (timing, not accuracy), writing
+     `<device>-<model>-<date>.json` and `.png`;
+  6. profile: torch.profiler over one warm call of the baseline and of EarlyTom at the lowest
+     retention: the top ops by device time (CPU time without a GPU) and the host-device syncs.
+Last, a short table: TTFT per setting, speed-up, visual tokens, frames per stage, FLOPs in both
+conventions with the paper's A100 numbers beside them, then each step's outcome. Exit 1 when a
+step failed (its JSON is still written).
 
     python benchmarks/gpu_suite.py --out benchmarks/results                      # 7B, 32 frames
-    python benchmarks/gpu_suite.py --out /tmp/suite --model llava-ov-0.5b --frames 8 --device cpu \\
-        --runs 1 --warmup 1 --skip-tests                                         # plumbing on a CPU
+    python benchmarks/gpu_suite.py --video jobs.mp4 --frames 32 --write-frames jobs-32.npz
+    python benchmarks/gpu_suite.py --out /tmp/suite --model tiny --frames 8 --device cpu \\
+        --runs 1 --warmup 1 --artifacts /tmp/tiny-export                          # plumbing on a CPU
 
-The video needs PyAV; the kernel bench and the kernel test need libearlytom_kernels.so for the
-GPU's architecture (`earlytom build-plugins --arch 90-real`) in $XDG_CACHE_HOME/earlytom/plugins.
+The kernel bench and the kernel test need libearlytom_kernels.so for the GPU's architecture
+(`earlytom build-plugins --arch 90-real`) in the cache's plugins/ folder (see --cache-dir).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
+import traceback
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
+from suite_report import PAPER, TARGETS, format_summary, summary_rows
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "jobs.mp4"
-# The paper's TTFT table (LLaVA-OV-7B, 32 frames, A100, trained weights, 10 % retention).
-PAPER = {"device": "NVIDIA A100", "baseline_ttft_ms": 889.9, "earlytom_ttft_ms": 336.2, "speedup": 2.65,
-         "baseline_tflops": 82.6, "earlytom_tflops": 32.2, "token_processing_ms": {"EarlyTom": 35,
-         "HoliTom": 142}}  # fmt: skip
-TARGETS = {"speedup_at_10_percent": 3.0, "token_processing_ms": 5.0}
+STEPS = ("gpu_tests", "token_select_bench", "artifact_path", "model_build", "bench", "profile")
+AGREEMENT = ("frames_per_stage", "visual_tokens_after", "token_ids")
 
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_gpu_tests(out: Path, paths: list[str]) -> dict[str, Any]:
+class StepFailed(Exception):
+    """A step that ran but did not do its job; `result` is kept in the JSON."""
+
+    def __init__(self, reason: str, result: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.result = result
+
+
+class Interrupted(BaseException):
+    """SIGTERM (a time limit): the running step is recorded as interrupted, then the suite stops."""
+
+
+class SuiteRecord:
+    """The suite JSON: one file, rewritten atomically (temp file + rename) after every step."""
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        self.path = path
+        self.data = {**header, "steps": {name: {"status": "pending"} for name in STEPS}}
+        self.write()
+
+    def write(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
+        os.replace(tmp, self.path)
+
+    def run(self, name: str, step: Callable[[], dict[str, Any]]) -> None:
+        """Run one step; record its result under `name` and its status under `steps`."""
+        self.data["steps"][name] = {"status": "running"}
+        self.write()
+        started, result = time.perf_counter(), None
+        try:
+            result = step()
+            skipped = "skipped" in result
+            state = {"status": "skipped", "reason": result["skipped"]} if skipped else {"status": "ok"}
+        except Interrupted:
+            self.data["steps"][name] = {"status": "interrupted", "seconds": _since(started)}
+            self.write()
+            raise
+        except StepFailed as exc:
+            result, state = exc.result, {"status": "failed", "error": str(exc)}
+        except Exception as exc:  # recorded, and the next steps still run
+            from earlytom.errors import EarlyTomError
+
+            state = {"status": "failed", "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+            if not isinstance(exc, EarlyTomError):  # our bug: keep where it happened
+                state["traceback"] = traceback.format_exc()[-4000:]
+                traceback.print_exc()
+            say(f"{name} failed: {state['error']}")
+        self.data["steps"][name] = {**state, "seconds": _since(started)}
+        if result is not None:
+            self.data[name] = result
+        self.write()
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 1)
+
+
+def junit_counts(path: Path) -> dict[str, Any]:
+    """Counts from pytest's JUnit XML, with the modules that failed to import counted apart."""
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    counts = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+    modules = []
+    for case in root.iter("testcase"):
+        error = case.find("error")
+        if error is not None and error.get("message") == "collection failure":
+            text = error.text or ""
+            missing = re.search(r"No module named '([^']+)'", text)
+            last = [line for line in text.splitlines() if line.startswith("E ")]
+            modules.append({"module": case.get("name"), "missing": missing.group(1) if missing else None,
+                            "reason": last[-1][1:].strip() if last else "collection failure"})  # fmt: skip
+    counts["collection_errors"] = len(modules)
+    counts["errors"] -= len(modules)  # left: errors in set-up or tear-down of tests that ran
+    counts["passed"] = (
+        counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"] - len(modules)
+    )
+    return {"counts": counts, "collection_errors": modules}
+
+
+def run_gpu_tests(out: Path, paths: list[str], prefix: str) -> dict[str, Any]:
     """`pytest -m gpu` in a subprocess; counts from its JUnit XML (every test skips without CUDA)."""
-    junit = out / "gpu-tests.xml"
+    junit = out / f"{prefix}gpu-tests.xml"
     # A module that cannot be imported here (a missing optional package) must not stop the rest.
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
                "--continue-on-collection-errors", f"--junitxml={junit}", *paths]  # fmt: skip
     say(f"GPU tests: {shlex.join(command)}")
-    started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     result: dict[str, Any] = {"command": shlex.join(command), "returncode": done.returncode,
-                              "seconds": round(time.perf_counter() - started, 1),
                               "output_tail": (done.stdout + done.stderr)[-3000:]}  # fmt: skip
-    if junit.is_file():
-        suite = ET.parse(junit).getroot()
-        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
-        if suite is not None:
-            counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
-            counts["passed"] = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
-            result["counts"] = counts
+    if not junit.is_file():
+        raise StepFailed(f"pytest exited {done.returncode} without writing {junit.name}", result)
+    result |= junit_counts(junit)
+    counts = result["counts"]
+    if counts["failures"] or counts["errors"]:
+        raise StepFailed(f"{counts['failures']} failed, {counts['errors']} errors", result)
     return result
 
 
@@ -73,13 +164,60 @@ def run_kernel_bench(out: Path) -> dict[str, Any]:
         return {"skipped": "needs a CUDA device"}
     command = [sys.executable, str(REPO / "benchmarks" / "token_select_bench.py"), "--out", str(out)]
     say(f"TokenSelect bench: {shlex.join(command)}")
+    started = time.time()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     result: dict[str, Any] = {"command": shlex.join(command), "returncode": done.returncode,
                               "output_tail": (done.stdout + done.stderr)[-3000:]}  # fmt: skip
-    written = sorted(out.glob("token_select-*.json"))
-    if done.returncode == 0 and written:
-        result["result"] = json.loads(written[-1].read_text())
+    written = [p for p in out.glob("token_select-*.json") if p.stat().st_mtime >= started]
+    if written:
+        result["result"] = json.loads(max(written, key=lambda p: p.stat().st_mtime).read_text())
+    if done.returncode != 0:
+        raise StepFailed(f"token_select_bench.py exited {done.returncode}", result)
     return result
+
+
+def run_artifact_path(
+    folder: Path | None,
+    video: Any,
+    target: torch.device,
+    *,
+    model: str,
+    cache_dir: Path | None,
+    prompt: str,
+    max_new_tokens: int,
+) -> dict[str, Any]:
+    """The exported folder in ONNX Runtime against the torch modules at the folder's setting."""
+    if folder is None:
+        return {"skipped": "no --artifacts folder given"}
+    import onnxruntime
+
+    from earlytom.runtime.pipeline import EarlyTomPipeline
+
+    frames = int(video.frames.shape[0])
+    common = {"device": str(target), "num_frames": frames, "cache_dir": cache_dir}
+    exported = EarlyTomPipeline.from_pretrained(model, artifacts=folder, backend="onnxruntime", **common)
+    stock = EarlyTomPipeline.from_pretrained(model, config=exported.config, backend="torch", **common)
+    runs = {}
+    for name, pipeline in (("onnxruntime", exported), ("torch", stock)):
+        say(f"artifact path: {name} on {target} ...")
+        pipeline(video, prompt, max_new_tokens=max_new_tokens)  # warm: TTFT of a warm call
+        found = pipeline(video, prompt, max_new_tokens=max_new_tokens)
+        runs[name] = {key: getattr(found, key) for key in AGREEMENT}
+        runs[name] |= {
+            "ttft_ms": found.ttft_ms.to_dict(),
+            "dtype": found.extra.get("dtype"),
+            "text": found.text,
+        }
+    config = exported.config.to_dict()
+    del exported, stock  # the next steps load a larger model
+    if target.type == "cuda":
+        torch.cuda.empty_cache()
+    agree = {key: runs["onnxruntime"][key] == runs["torch"][key] for key in AGREEMENT}
+    return {"folder": str(folder), "model": model, "device": str(target), "frames": frames,
+            "max_new_tokens": max_new_tokens, "config": config, "onnxruntime": onnxruntime.__version__,
+            "onnxruntime_providers": onnxruntime.get_available_providers(),
+            "note": "correctness, not speed: ONNX Runtime may be a CPU build here",
+            "runs": runs, "agree": agree, "all_agree": all(agree.values())}  # fmt: skip
 
 
 def profile_settings(loaded: Any, video: Any, retention: float, frames: int, prompt: str) -> list[dict]:
@@ -104,156 +242,166 @@ def profile_settings(loaded: Any, video: Any, retention: float, frames: int, pro
     return profiles
 
 
-def paper_count_tflops(shape: Any, row: dict[str, Any]) -> float:
-    """The row's prefill in the paper's convention with no prompt tokens, as the paper counts."""
-    from earlytom.compression.flops import prefill_flops
-
-    inner = row["inner_merge"]
-    layers = row["config"]["prune_layers"] if row["method"] == "earlytom" else ()
-    flops = prefill_flops(shape, frames_per_stage=row["frames_per_stage"], prune_layers=layers,
-                          visual_tokens=row["visual_tokens"], prompt_tokens=0,
-                          inner_layer=inner["layer"] if inner["counted"] else None,
-                          inner_ratio=inner["ratio"] if inner["counted"] else 0.0,
-                          convention="paper")  # fmt: skip
-    return round(flops.total / 1e12, 2)
-
-
-def summary_rows(bench: dict[str, Any], shape: Any) -> list[dict[str, Any]]:
-    rows = [bench["baseline"]]
-    post = {row["retention"]: row for row in bench["post_encoder"]}
-    for row in bench["earlytom"]:
-        rows.append(row)
-        if row["retention"] in post:
-            rows.append(post[row["retention"]])
-    return [{
-        "label": row["label"], "method": row["method"], "ttft_p50_ms": row["ttft_ms"]["p50"]["total"],
-        "ttft_p90_ms": row["ttft_ms"]["p90"]["total"],
-        "stages_p50_ms": {k: v for k, v in row["ttft_ms"]["p50"].items() if k != "total"},
-        "speedup": round(row["speedup"], 3), "visual_tokens": row["visual_tokens"],
-        "frames_per_stage": row["frames_per_stage"],
-        "tflops": {c: round(row["flops"][c]["total"] / 1e12, 2) for c in row["flops"]}
-        | {"paper, no prompt": paper_count_tflops(shape, row)},
-    } for row in rows]  # fmt: skip
-
-
-def format_summary(suite: dict[str, Any]) -> str:
-    bench = suite["bench"]
-    head = (f"{'setting':<11}{'TTFT p50':>10}{'vision':>9}{'tokens':>8}{'prefill':>9}{'speed-up':>10}"
-            f"{'visual tok':>12}  {'frames':<14}{'TFLOPs paper':>13}{'+prompt':>9}"
-            f"{'per-frame':>10}")  # fmt: skip
-    lines = [
-        f"{suite['model']} · {suite['frames']} frames · {bench['dtype']} · {suite['device']} · "
-        f"p50 of {bench['runs']} runs after {bench['warmup']} warm-up · ms",
-        head, "-" * len(head),
-    ]  # fmt: skip
-    for row in suite["summary"]:
-        stages, tflops = row["stages_p50_ms"], row["tflops"]
-        lines.append(
-            f"{row['label']:<11}{row['ttft_p50_ms']:>10.1f}{stages['vision_encoding']:>9.1f}"
-            f"{stages['token_processing']:>8.1f}{stages['llm_prefill']:>9.1f}{row['speedup']:>9.2f}×"
-            f"{row['visual_tokens']:>12}  {'→'.join(map(str, row['frames_per_stage'])):<14}"
-            f"{tflops['paper, no prompt']:>13.4g}{tflops['paper']:>9.4g}{tflops['per-frame']:>10.4g}"
-        )
-    paper = suite["paper"]
-    lines.append(
-        f"paper ({paper['device']}, 7B, 32 frames, 10 %): {paper['baseline_ttft_ms']} → "
-        f"{paper['earlytom_ttft_ms']} ms ({paper['speedup']}×), {paper['baseline_tflops']} → "
-        f"{paper['earlytom_tflops']} TFLOPs (paper convention, no prompt tokens)"
-    )
-    lines.append(f"GPU tests: {outcome(suite['gpu_tests'])}")
-    kernel = suite["token_select_bench"]
-    medians = kernel.get("result", {}).get("median_ms")
-    timed = ", ".join(f"{name} {ms:.4f} ms" for name, ms in medians.items()) if medians else ""
-    lines.append(f"TokenSelect: {timed or outcome(kernel)}")
-    return "\n".join(lines)
-
-
-def outcome(step: dict[str, Any]) -> str:
-    if "skipped" in step:
-        return f"not run ({step['skipped']})"
-    counts = step.get("counts")
-    if counts:
-        failed = counts["failures"] + counts["errors"]
-        return f"{counts['passed']} passed, {counts['skipped']} skipped, {failed} failed"
-    return f"exit {step.get('returncode')}"
-
-
-def main() -> None:
+def parse_options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, required=True, help="folder for every JSON, PNG and XML written")
-    parser.add_argument("--model", default="llava-ov-7b", help="architecture, built with random weights")
-    parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
-    parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--retention", default="0.1,0.15,0.2,0.25")
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--prompt", default="Describe the video.")
-    parser.add_argument("--skip-tests", action="store_true", help="do not run the GPU-only tests")
-    parser.add_argument("--gpu-tests", nargs="*", default=["tests"], help="paths given to pytest -m gpu")
-    parser.add_argument("--no-profile", action="store_true", help="skip the torch.profiler step")
-    options = parser.parse_args()
+    add = parser.add_argument
+    add(
+        "--out", type=Path, help="folder for every JSON, PNG and XML written (required unless --write-frames)"
+    )
+    add("--model", default="llava-ov-7b", help="architecture, built with random weights")
+    add(
+        "--video", type=Path, default=DEFAULT_VIDEO, help="a video, or a .npz frames file (no decoder needed)"
+    )
+    add("--frames", type=int, default=32)
+    add("--write-frames", type=Path, metavar="FILE", help="decode --video into a .npz frames file and exit")
+    add("--retention", default="0.1,0.15,0.2,0.25")
+    add("--runs", type=int, default=10)
+    add("--warmup", type=int, default=3)
+    add("--device", default="auto")
+    add("--prompt", default="Describe the video.")
+    add("--skip-tests", action="store_true", help="do not run the GPU-only tests")
+    add("--gpu-tests", nargs="*", default=["tests"], help="paths given to pytest -m gpu")
+    add("--no-profile", action="store_true", help="skip the torch.profiler step")
+    add("--artifacts", type=Path, help="an earlytom-export folder for the artifact_path step")
+    add("--artifact-model", default="tiny", help="the model the --artifacts folder was exported from")
+    add("--max-new-tokens", type=int, default=8, help="tokens generated in the artifact_path step")
+    add("--cache-dir", type=Path, help="the earlytom cache ($XDG_CACHE_HOME/earlytom): tiny, plugins/")
+    add("--label", default="", help="prefix of every file name written, e.g. cpu-plumbing")
+    return parser.parse_args()
 
+
+def check_options(options: argparse.Namespace) -> None:
+    """Every check that needs no work, so that a bad option fails before anything is written."""
     from earlytom.cli.bench import parse_retentions
-    from earlytom.models.flops_shapes import shape_from_config
-    from earlytom.models.registry import load_model
-    from earlytom.models.video import load_video_reporting
-    from earlytom.runtime.bench import check_bench_inputs, run_bench
-    from earlytom.runtime.bench_report import format_table, require_matplotlib, result_stem, write_results
-    from earlytom.runtime.environment import versions
-    from earlytom.runtime.pipeline import default_dtype, resolve_device
+    from earlytom.errors import InputError
+    from earlytom.runtime.bench import check_bench_inputs
+    from earlytom.runtime.bench_report import require_matplotlib
 
-    retentions = parse_retentions(options.retention)
-    check_bench_inputs(retentions, task="videomme", backend="torch", frames=options.frames, runs=options.runs,
-                       warmup=options.warmup)  # fmt: skip
+    if options.out is None:
+        raise InputError("--out is required: name the folder for the results")
+    options.retentions = parse_retentions(options.retention)
+    check_bench_inputs(options.retentions, task="videomme", backend="torch", frames=options.frames,
+                       runs=options.runs, warmup=options.warmup)  # fmt: skip
     require_matplotlib()
+    if options.cache_dir is not None:
+        if options.cache_dir.name != "earlytom":
+            raise InputError(f"--cache-dir {options.cache_dir} must be the earlytom folder of a cache "
+                             "($XDG_CACHE_HOME/earlytom): pass the folder named earlytom")  # fmt: skip
+        # One cache for every step, the GPU tests' and the kernel bench's subprocesses included.
+        os.environ["XDG_CACHE_HOME"] = str(options.cache_dir.resolve().parent)
+    if options.artifacts is not None and not (options.artifacts / "manifest.json").is_file():
+        raise InputError(
+            f"--artifacts {options.artifacts} has no manifest.json: pass an earlytom-export folder"
+        )
+
+
+def main() -> int:
+    options = parse_options()
+    from earlytom.models.frames_file import save_frames_file
+    from earlytom.models.video import load_video_reporting
+    from earlytom.runtime.environment import device_name, device_slug, slug, versions
+    from earlytom.runtime.pipeline import resolve_device
+
+    if options.write_frames is not None:
+        video = load_video_reporting(options.video, options.frames, say)
+        path = save_frames_file(video, options.write_frames)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {options.frames} frames of {video.source}")
+        return 0
+    check_options(options)
     target = resolve_device(options.device)
     video = load_video_reporting(options.video, options.frames, say)  # a bad video fails before any work
-    out = options.out
+    out, prefix = options.out, f"{options.label}-" if options.label else ""
     out.mkdir(parents=True, exist_ok=True)
-    command = shlex.join([sys.executable, *sys.argv])
-
-    tests = {"skipped": "--skip-tests"} if options.skip_tests else run_gpu_tests(out, options.gpu_tests)
-    kernel = run_kernel_bench(out)
-
-    say(f"loading {options.model} (random weights) on {target} ...")
-    started = time.perf_counter()
-    loaded = load_model(options.model, device=target, dtype=default_dtype(target), random_weights=True)
-    load_s = time.perf_counter() - started
-    report = run_bench(
-        options.model, options.video, retentions, device=str(target), random_weights=True,
-        num_frames=options.frames, runs=options.runs, warmup=options.warmup, prompt=options.prompt,
-        command=command, progress=say, post_encoder=True, loaded=loaded,
-    )  # fmt: skip
-    say(format_table(report))
-    json_path, png_path = write_results(report, out)
-    profiles = (
-        []
-        if options.no_profile
-        else profile_settings(loaded, video, min(retentions), options.frames, options.prompt)
-    )
-
-    bench, shape = report.to_dict(), shape_from_config(loaded.model.config)
-    suite = {
-        "date": report.date, "command": command, "device": report.device_name, "model": options.model,
-        "random_weights": True, "frames": options.frames, "versions": versions(),
-        "model_build_s": round(load_s, 1), "bench_files": [json_path.name, png_path.name],
-        "gpu_tests": tests, "token_select_bench": kernel, "summary": summary_rows(bench, shape),
-        "paper": PAPER, "targets": TARGETS, "profile": profiles, "bench": bench,
+    date = datetime.now().astimezone().isoformat(timespec="seconds")
+    header = {
+        "date": date, "command": shlex.join([sys.executable, *sys.argv]), "device": device_name(target),
+        "model": options.model, "random_weights": True, "frames": options.frames, "versions": versions(),
+        "video": {"path": str(options.video), "source": video.source, "decoder": video.decoder,
+                  "total_frames": video.total_frames, "sampled_indices": list(video.indices)},
+        "paper": PAPER, "targets": TARGETS,
     }  # fmt: skip
-    suite_path = out / f"suite-{result_stem(report)}.json"
-    suite_path.write_text(json.dumps(suite, indent=2) + "\n")
-    say(f"wrote {json_path}, {png_path}, {suite_path}")
-    print(format_summary(suite))
+    record = SuiteRecord(
+        out / f"suite-{prefix}{device_slug(target)}-{slug(options.model)}-{date[:10]}.json", header
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    run_steps(record, options, video, target, prefix)
+    say(f"wrote {record.path}")
+    print(format_summary(record.data))
+    return 1 if any(step["status"] == "failed" for step in record.data["steps"].values()) else 0
+
+
+def run_steps(record: SuiteRecord, options: argparse.Namespace, video: Any, target: torch.device,
+              prefix: str) -> None:  # fmt: skip
+    from earlytom.models.flops_shapes import shape_from_config
+    from earlytom.models.registry import load_model
+    from earlytom.runtime.bench import run_bench
+    from earlytom.runtime.bench_report import format_table, write_results
+    from earlytom.runtime.pipeline import default_dtype
+
+    out = options.out
+    skip_tests = {"skipped": "--skip-tests"}
+    record.run(
+        "gpu_tests",
+        lambda: skip_tests if options.skip_tests else run_gpu_tests(out, options.gpu_tests, prefix),
+    )
+    record.run("token_select_bench", lambda: run_kernel_bench(out))
+    record.run("artifact_path", lambda: run_artifact_path(
+        options.artifacts, video, target, model=options.artifact_model, cache_dir=options.cache_dir,
+        prompt=options.prompt, max_new_tokens=options.max_new_tokens))  # fmt: skip
+    built: dict[str, Any] = {}
+
+    def build() -> dict[str, Any]:
+        say(f"loading {options.model} (random weights) on {target} ...")
+        built["loaded"] = load_model(options.model, device=target, dtype=default_dtype(target),
+                                     random_weights=True, cache_dir=options.cache_dir)  # fmt: skip
+        return {"model": options.model, "device": str(target), "dtype": str(default_dtype(target))}
+
+    def bench() -> dict[str, Any]:
+        if "loaded" not in built:
+            return {"skipped": "model_build failed"}
+        report = run_bench(
+            options.model, video, options.retentions, device=str(target), random_weights=True,
+            num_frames=options.frames, runs=options.runs, warmup=options.warmup, prompt=options.prompt,
+            command=record.data["command"], progress=say, post_encoder=True, loaded=built["loaded"],
+            cache_dir=options.cache_dir,
+        )  # fmt: skip
+        say(format_table(report))
+        files = [path.rename(path.with_name(prefix + path.name)) for path in write_results(report, out)]
+        result = report.to_dict()
+        record.data["summary"] = summary_rows(result, shape_from_config(built["loaded"].model.config))
+        record.data["bench_files"] = [path.name for path in files]
+        return result
+
+    def profile() -> dict[str, Any]:
+        if options.no_profile:
+            return {"skipped": "--no-profile"}
+        if "loaded" not in built:
+            return {"skipped": "model_build failed"}
+        found = profile_settings(
+            built["loaded"], video, min(options.retentions), options.frames, options.prompt
+        )
+        return {"settings": found}
+
+    record.run("model_build", build)
+    record.data["model_build_s"] = record.data["steps"]["model_build"].get("seconds")
+    record.run("bench", bench)
+    record.run("profile", profile)
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise Interrupted(f"signal {signum}")
 
 
 if __name__ == "__main__":
     from earlytom.errors import EarlyTomError
 
     try:
-        main()
+        sys.exit(main())
     except EarlyTomError as exc:  # a user error: one line, as the CLI does
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except Interrupted:
+        print("error: stopped by a signal; the finished steps are in the suite JSON", file=sys.stderr)
+        sys.exit(124)

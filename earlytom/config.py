@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from earlytom.errors import ConfigError
@@ -110,14 +113,83 @@ class EarlyTomConfig:
         data["prune_layers"] = list(self.prune_layers)
         return data
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EarlyTomConfig:
+        """The inverse of to_dict (a manifest's `config`): every field present, none unknown, each
+        of its JSON type; ConfigError names the field otherwise."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config must be a JSON object of fields, got {type(data).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = [key for key in data if key not in names]
+        if unknown:
+            raise ConfigError(f"config has unknown field '{unknown[0]}' (fields: {', '.join(names)})")
+        missing = [name for name in names if name not in data]
+        if missing:
+            raise ConfigError(f"config is missing field '{missing[0]}'")
+        for name in names:
+            _check_json_type(name, data[name], _JSON_TYPES[name])
+        return cls(**data)
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of to_dict(): the setting's identity in a manifest."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+# The JSON type of each field, as to_dict writes it and from_dict reads it (a new field goes here too).
+_JSON_TYPES: dict[str, str] = {
+    "retention": "number",
+    "prune_layers": "list of integers",
+    "tau": "number",
+    "ema": "number",
+    "max_window": "integer",
+    "drop_last_middle": "boolean",
+    "inner_layer": "integer",
+    "inner_ratio": "number",
+    "enabled": "boolean",
+}
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_json_type(name: str, value: Any, kind: str) -> None:
+    if kind == "boolean":
+        ok = isinstance(value, bool)
+    elif kind == "integer":
+        ok = _is_integer(value)
+    elif kind == "number":
+        ok = _is_integer(value) or isinstance(value, float)
+    else:
+        ok = isinstance(value, list | tuple) and all(_is_integer(item) for item in value)
+    if not ok:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ConfigError(f"config field '{name}' must be {article} {kind}, got {value!r}")
+
 
 def preset(
-    task: str = DEFAULT_TASK, retention: float = DEFAULT_RETENTION, **overrides: Any
+    task: str = DEFAULT_TASK,
+    retention: float = DEFAULT_RETENTION,
+    *,
+    tau: float | None = None,
+    prune_layers: Sequence[int] | None = None,
+    **overrides: Any,
 ) -> EarlyTomConfig:
-    """The authors' setting for `task` at `retention`; keyword overrides replace single fields."""
+    """The one constructor: the authors' setting for `task` at `retention`, keyword overrides
+    replacing single fields. `tau` or `prune_layers` alone replaces the preset's value; with both
+    given, any retention in (0, 1] works and the preset table is not consulted."""
     check_retention(retention)
     if task not in PRESETS:
         raise ConfigError(f"unknown preset '{task}': choose one of {', '.join(PRESETS)}")
+    if tau is None or prune_layers is None:
+        table_tau, table_layers = _tabled(task, retention)
+        tau = table_tau if tau is None else tau
+        prune_layers = table_layers if prune_layers is None else prune_layers
+    chosen: dict[str, Any] = {"retention": retention, "tau": tau, "prune_layers": tuple(prune_layers)}
+    return EarlyTomConfig(**(chosen | overrides))
+
+
+def _tabled(task: str, retention: float) -> tuple[float, tuple[int, ...]]:
     table = PRESETS[task]
     key = next((r for r in table if math.isclose(r, retention, abs_tol=1e-9)), None)
     if key is None:
@@ -126,9 +198,7 @@ def preset(
             f"preset '{task}' has no setting for retention={retention} (it has {have}); "
             "give tau and prune_layers yourself for other ratios"
         )
-    tau, layers = table[key]
-    fields: dict[str, Any] = {"retention": retention, "tau": tau, "prune_layers": layers}
-    return EarlyTomConfig(**(fields | overrides))
+    return table[key]
 
 
 def check_retention(retention: float) -> None:
@@ -150,19 +220,3 @@ def _check_range(
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
         raise ConfigError(f"{name}={value} is out of range: must be in {allowed}")
-
-
-def build_config(
-    task: str = DEFAULT_TASK,
-    retention: float = DEFAULT_RETENTION,
-    *,
-    tau: float | None = None,
-    prune_layers: tuple[int, ...] | None = None,
-    **overrides: Any,
-) -> EarlyTomConfig:
-    """The preset for (task, retention) with single fields replaced; with both `tau` and
-    `prune_layers` given, any retention works and the preset table is not consulted."""
-    if tau is not None and prune_layers is not None:
-        return EarlyTomConfig(retention=retention, tau=tau, prune_layers=prune_layers, **overrides)
-    chosen = {"tau": tau, "prune_layers": prune_layers}
-    return preset(task, retention, **{k: v for k, v in chosen.items() if v is not None}, **overrides)

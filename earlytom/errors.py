@@ -45,3 +45,7 @@ class ValidationError(EarlyTomError):
 
 class EngineMismatchError(EarlyTomError):
     """An engine folder built for another builder, version, GPU or EarlyTom setting."""
+
+
+class ArtifactError(EarlyTomError):
+    """An artifact folder that is missing, malformed, from another format, or changed since export."""

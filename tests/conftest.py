@@ -44,3 +44,34 @@ def jobs_frames(jobs_mp4: Path):
     from earlytom.models.video import load_video
 
     return load_video(jobs_mp4, 32)
+
+
+def _export(tiny_cache: Path, out: Path, jobs_mp4: Path, **options):
+    """The tiny model exported through the library job (what earlytom-export runs)."""
+    from earlytom.exporter.export import ExportSpec
+    from earlytom.jobs import run_export
+
+    precision = options.pop("precision", "float16")
+    build = options.pop("build", None)
+    spec = ExportSpec(model="tiny", precision=precision, validation_video=jobs_mp4, validation_frames=32,
+                      cache_dir=tiny_cache, token_select="onnx", **options)  # fmt: skip
+    return run_export(spec, out, build)
+
+
+@pytest.fixture(scope="session")
+def fp16_dir(tiny_cache: Path, jobs_mp4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny exported once per session: fp16 ONNX stages and TensorRT-RTX plans for the A100."""
+    pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is installed by scripts/setup.sh")
+    from earlytom.engines.build import BuildConfig
+
+    out = tmp_path_factory.mktemp("export") / "engines" / "tiny"
+    _export(tiny_cache, out, jobs_mp4, build=BuildConfig("a100"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def fp32_dir(tiny_cache: Path, jobs_mp4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny exported once per session: fp32 ONNX stages only (validated for identical selections)."""
+    out = tmp_path_factory.mktemp("export32") / "tiny"
+    _export(tiny_cache, out, jobs_mp4, precision="float32")
+    return out

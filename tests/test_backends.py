@@ -9,6 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from earlytom.compression import tie_band_for
 from earlytom.config import EarlyTomConfig
 from earlytom.engines.runner import output_shape, torch_dtype
 from earlytom.errors import EarlyTomError, EngineMismatchError, InputError
@@ -18,28 +19,13 @@ pytestmark = pytest.mark.slow
 PROMPT = "Describe the video."
 
 
-@pytest.fixture(scope="module")
-def fp32_onnx_dir(tiny_cache: Path, tmp_path_factory) -> Path:
-    from earlytom.cli.export import export
-
-    out = tmp_path_factory.mktemp("backends") / "tiny32"
-    result = CliRunner().invoke(
-        export,
-        ["--model", "tiny", "--out", str(out), "--fp32", "--skip-build", "--validation-frames", "4",
-         "--token-select", "onnx"],
-        env={"XDG_CACHE_HOME": str(tiny_cache.parent)},
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return out
-
-
 @pytest.mark.parametrize("inner_merge", [True, False])
 def test_torch_and_onnxruntime_give_identical_tokens_and_stats(
-    tiny_loaded, jobs_frames, fp32_onnx_dir: Path, inner_merge: bool
+    tiny_loaded, jobs_frames, fp32_dir: Path, inner_merge: bool
 ) -> None:
     torch_run = EarlyTomPipeline(tiny_loaded, EarlyTomConfig(), backend="torch", inner_merge=inner_merge)
     ort_run = EarlyTomPipeline(
-        tiny_loaded, artifacts=fp32_onnx_dir, backend="onnxruntime", inner_merge=inner_merge
+        tiny_loaded, artifacts=fp32_dir, backend="onnxruntime", inner_merge=inner_merge
     )
     a = torch_run(jobs_frames, PROMPT, max_new_tokens=8)
     b = ort_run(jobs_frames, PROMPT, max_new_tokens=8)
@@ -61,7 +47,7 @@ def test_stream_gets_the_answer_in_pieces(tiny_loaded, jobs_frames) -> None:
 
 
 def test_sampling_with_a_seed_is_reproducible(tiny_loaded, jobs_frames) -> None:
-    from earlytom.runtime.generation import SamplingConfig
+    from earlytom.models.generation import SamplingConfig
 
     pipeline = EarlyTomPipeline(tiny_loaded)
     sampling = SamplingConfig(temperature=1.5, seed=3)
@@ -82,29 +68,21 @@ def test_backend_choices_are_checked(tiny_loaded, kwargs, message) -> None:
         EarlyTomPipeline(tiny_loaded, **kwargs)
 
 
-def test_engine_dir_problems_are_clear(tiny_loaded, fp32_onnx_dir: Path, tmp_path: Path) -> None:
+def test_engine_dir_problems_are_clear(tiny_loaded, fp32_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="takes no engine folder"):
-        EarlyTomPipeline(tiny_loaded, artifacts=fp32_onnx_dir, backend="torch")
+        EarlyTomPipeline(tiny_loaded, artifacts=fp32_dir, backend="torch")
     with pytest.raises(EarlyTomError, match="manifest"):
         EarlyTomPipeline(tiny_loaded, artifacts=tmp_path, backend="onnxruntime")
     with pytest.raises(EngineMismatchError, match="no TensorRT plans"):
-        EarlyTomPipeline(tiny_loaded, artifacts=fp32_onnx_dir, backend="tensorrt")
+        EarlyTomPipeline(tiny_loaded, artifacts=fp32_dir, backend="tensorrt")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a CPU-only machine gives")
-def test_tensorrt_backend_on_cpu_is_one_line(tiny_cache: Path, jobs_mp4: Path, tmp_path: Path) -> None:
-    pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is installed by scripts/setup.sh")
-    from earlytom.cli.export import export
+def test_tensorrt_backend_on_cpu_is_one_line(tiny_cache: Path, jobs_mp4: Path, fp16_dir: Path) -> None:
     from earlytom.cli.main import cli
 
     env = {"XDG_CACHE_HOME": str(tiny_cache.parent)}
-    out = tmp_path / "tiny"
-    built = CliRunner().invoke(
-        export,
-        ["--model", "tiny", "--out", str(out), "--validation-frames", "2", "--token-select", "onnx"],
-        env=env,
-    )
-    assert built.exit_code == 0, built.output
+    out = fp16_dir
     result = CliRunner().invoke(
         cli,
         ["run", "--model", "tiny", "--video", str(jobs_mp4), "--prompt", PROMPT, "--engine-dir", str(out),
@@ -140,3 +118,22 @@ def test_run_json_reports_backend_and_inner_merge(tiny_cache: Path, jobs_mp4: Pa
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output.strip().splitlines()[-1])
     assert payload["backend"] == "torch" and payload["inner_merge"] is None
+
+
+def test_artifact_path_with_an_fp16_language_model_on_the_cpu(
+    tiny_cache: Path, tiny_loaded, fp32_dir: Path, jobs_frames
+) -> None:
+    """The device/dtype boundaries of the artifact path: an fp16 model, fp32 graphs, host copies."""
+    from earlytom.models.registry import load_model
+
+    half = load_model("tiny", device=torch.device("cpu"), dtype=torch.float16, cache_dir=tiny_cache)
+    exported = EarlyTomPipeline(half, artifacts=fp32_dir, backend="onnxruntime")
+    assert exported.vision.planner.tie_band == tie_band_for("float32")  # the folder's band, not the model's
+    got = exported.prepare(jobs_frames, PROMPT)
+    assert got.inputs_embeds.dtype == torch.float16
+    # fp32 graphs fed fp16 pixels (cast up in the executor) select what the fp32 torch reference selects.
+    reference = EarlyTomPipeline(tiny_loaded, EarlyTomConfig()).prepare(jobs_frames, PROMPT)
+    assert got.video.frames_per_stage == reference.video.frames_per_stage
+    assert torch.equal(got.video.positions, reference.video.positions)
+    result = exported(jobs_frames, PROMPT, max_new_tokens=3)
+    assert len(result.token_ids) == 3 and result.extra["dtype"] == "float16"

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 
 import pytest
 
@@ -69,3 +71,78 @@ def test_preset_errors() -> None:
         preset("videomme", 0.3)
     with pytest.raises(ConfigError, match="out of range"):
         preset("videomme", 0.0)
+
+
+def test_preset_is_the_one_constructor() -> None:
+    import earlytom.config
+
+    assert not hasattr(earlytom.config, "build_config")
+    assert preset() == EarlyTomConfig()
+
+
+@pytest.mark.parametrize("retention", [0.01, 0.12, 0.3, 0.5, 1.0])
+def test_tau_and_prune_layers_together_work_for_any_retention(retention: float) -> None:
+    config = preset("mvbench", retention, tau=0.55, prune_layers=(4, 12), max_window=4)
+    assert (config.retention, config.tau) == (retention, 0.55)
+    assert (config.prune_layers, config.max_window) == ((4, 12), 4)
+    with pytest.raises(ConfigError, match=r"retention=0\.0 is out of range"):
+        preset("mvbench", 0.0, tau=0.55, prune_layers=(4, 12))
+
+
+def test_tau_or_prune_layers_alone_replaces_the_preset_value() -> None:
+    assert preset("mvbench", 0.15, tau=0.1) == preset("mvbench", 0.15).replace(tau=0.1)
+    assert preset("mvbench", 0.15, prune_layers=[2, 5]).prune_layers == (2, 5)
+    assert preset("mvbench", 0.15, prune_layers=[2, 5]).tau == 0.8
+    with pytest.raises(ConfigError, match=r"no setting for retention=0\.3"):
+        preset("mvbench", 0.3, tau=0.5)  # the preset's prune layers are still needed
+    with pytest.raises(ConfigError, match="unknown preset 'foo'"):
+        preset("foo", 0.3, tau=0.5, prune_layers=(4, 8))
+
+
+def test_from_dict_reads_what_to_dict_writes() -> None:
+    from earlytom.config import _JSON_TYPES
+
+    assert list(_JSON_TYPES) == [f.name for f in dataclasses.fields(EarlyTomConfig)]
+    for config in (EarlyTomConfig(), preset("longvideobench", 0.25, drop_last_middle=False, enabled=False)):
+        assert EarlyTomConfig.from_dict(config.to_dict()) == config
+    assert EarlyTomConfig.from_dict(json.loads(json.dumps(EarlyTomConfig().to_dict()))) == EarlyTomConfig()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mode": "fast"}, r"config has unknown field 'mode' \(fields: retention, prune_layers, tau"),
+        ({"tau": None}, r"config field 'tau' must be a number, got None"),
+        ({"max_window": 6.0}, r"config field 'max_window' must be an integer, got 6.0"),
+        ({"max_window": True}, r"config field 'max_window'"),
+        ({"drop_last_middle": 1}, r"config field 'drop_last_middle' must be a boolean, got 1"),
+        ({"prune_layers": [10, 21.5]}, r"config field 'prune_layers' must be a list of integers"),
+        ({"prune_layers": "10,21"}, r"config field 'prune_layers'"),
+        ({"retention": "0.1"}, r"config field 'retention' must be a number, got '0.1'"),
+        ({"retention": 2.0}, r"retention=2.0 is out of range"),
+    ],
+)
+def test_from_dict_errors_name_the_field(change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        EarlyTomConfig.from_dict(EarlyTomConfig().to_dict() | change)
+
+
+def test_from_dict_refuses_missing_fields_and_non_objects() -> None:
+    data = EarlyTomConfig().to_dict()
+    del data["inner_ratio"]
+    with pytest.raises(ConfigError, match="config is missing field 'inner_ratio'"):
+        EarlyTomConfig.from_dict(data)
+    with pytest.raises(ConfigError, match="config must be a JSON object of fields, got list"):
+        EarlyTomConfig.from_dict([])  # type: ignore[arg-type]
+
+
+# sha256 of the default config's canonical JSON, as every artifact exported so far records it.
+DEFAULT_CONFIG_HASH = "5c2a78fde2a787e626cf3bdbcbcf2b2500982876cd93f590e446da2a21c4f9c8"
+
+
+def test_config_hash_is_stable() -> None:
+    assert EarlyTomConfig().config_hash() == DEFAULT_CONFIG_HASH
+    canonical = json.dumps(EarlyTomConfig().to_dict(), sort_keys=True).encode()
+    assert hashlib.sha256(canonical).hexdigest() == DEFAULT_CONFIG_HASH
+    assert EarlyTomConfig(prune_layers=[10, 21, 23]).config_hash() == DEFAULT_CONFIG_HASH  # type: ignore[arg-type]
+    assert preset("videomme", 0.1, max_window=5).config_hash() != DEFAULT_CONFIG_HASH

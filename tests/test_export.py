@@ -1,4 +1,7 @@
-"""earlytom-export end to end on tiny: ONNX segments, validation, TensorRT-RTX plans, manifest, errors."""
+"""earlytom-export end to end on tiny: ONNX stages, validation, TensorRT-RTX plans, artifact, errors.
+
+The exports themselves are made once per test session (conftest: fp16_dir, fp32_dir).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +13,13 @@ import pytest
 import torch
 from click.testing import CliRunner, Result
 
+from earlytom.artifact import Artifact, TensorEntry
 from earlytom.cli.export import export
 from earlytom.cli.main import cli
+from earlytom.compression import tie_band_for
 from earlytom.config import EarlyTomConfig
 from earlytom.engines.check import RuntimeInfo, check_engines
-from earlytom.errors import EngineMismatchError
-from earlytom.exporter.onnx_export import file_sha256
+from earlytom.errors import ArtifactError, EngineMismatchError
 
 pytestmark = pytest.mark.slow
 RTX = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is installed by scripts/setup.sh")
@@ -26,56 +30,38 @@ def run_export(tiny_cache: Path, *args: str) -> Result:
     return CliRunner().invoke(export, ["--model", "tiny", *args], env=env, catch_exceptions=False)
 
 
-@pytest.fixture(scope="module")
-def fp16_dir(tiny_cache: Path, jobs_mp4: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("export") / "engines" / "tiny"
-    video = ("--validation-video", str(jobs_mp4), "--validation-frames", "32")
-    result = run_export(tiny_cache, "--out", str(out), "--token-select", "onnx", *video)
-    assert result.exit_code == 0, result.output
-    return out
-
-
-@pytest.fixture(scope="module")
-def fp32_dir(tiny_cache: Path, jobs_mp4: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("export32") / "tiny"
-    video = ("--validation-video", str(jobs_mp4), "--validation-frames", "32")
-    result = run_export(tiny_cache, "--out", str(out), "--fp32", "--skip-build", *video)
-    assert result.exit_code == 0, result.output
-    return out
-
-
-def test_writes_segments_validation_plans_and_manifest(fp16_dir: Path) -> None:
-    manifest = json.loads((fp16_dir / "manifest.json").read_text())
-    assert [s["name"] for s in manifest["segments"]] == ["segment0", "segment1", "segment2", "final"]
-    assert [s["layers"] for s in manifest["segments"]] == [[0, 10], [11, 21], [22, 23], [24, 25]]
-    for segment in manifest["segments"]:
-        assert file_sha256(fp16_dir / segment["file"]) == segment["sha256"]
-    final = manifest["segments"][-1]
-    assert [t["name"] for t in final["outputs"]] == ["video_tokens", "token_index"]
-    assert final["outputs"][0]["dtype"] == "float16"
-    assert final["inputs"][1] == {"name": "scores", "dtype": "float32", "shape": ["frames", 729]}
-    assert manifest["precision"] == "float16" and manifest["opset"] == 18
-    assert manifest["earlytom_config"] == EarlyTomConfig().to_dict()
-    assert manifest["versions"]["torch"] == torch.__version__
+def test_writes_stages_validation_plans_and_manifest(fp16_dir: Path) -> None:
+    artifact = Artifact.read(fp16_dir)  # verifies format, setting hash, stage I/O and every file hash
+    manifest = artifact.manifest
+    assert [s.name for s in manifest.segments] == ["segment0", "segment1", "segment2", "head", "select"]
+    assert [s.layers for s in manifest.segments] == [(0, 10), (11, 21), (22, 23), (24, 25), ()]
+    select = artifact.segment("select")
+    assert [t.name for t in select.outputs] == ["video_tokens", "token_index"]
+    assert select.outputs[0].dtype == "float16"
+    assert select.inputs[1] == TensorEntry("scores", "float32", ("frames", 729))
+    assert [t.name for t in artifact.segment("head").outputs] == ["features"]
+    assert manifest.precision == "float16" and manifest.opset == 18
+    assert manifest.config == EarlyTomConfig() and manifest.tie_band == tie_band_for("float16")
+    assert manifest.versions["torch"] == torch.__version__
+    assert not manifest.model.fingerprint.startswith("random")
 
     validation = json.loads((fp16_dir / "validation.json").read_text())
-    assert validation["passed"] and validation["failed"] == 0 and manifest["validation"]["passed"]
+    assert validation["passed"] and validation["failed"] == 0 and manifest.validation.passed
     assert validation["cases"] == ["jobs.mp4 (32 frames)", "random frames (seed 0)"]
     assert all(r["cosine"] >= 0.99 for r in validation["results"] if r["cosine"] is not None)
     where = {r["where"] for r in validation["results"]}
-    assert where == {"segment0", "segment1", "segment2", "final", "chain"}
+    assert where == {"segment0", "segment1", "segment2", "head", "select", "chain"}
 
-    engines = manifest["engines"]
-    assert engines["builder"] == "tensorrt_rtx" and engines["target"] == "a100"
-    assert engines["compute_capability"] == [8, 0]
-    assert engines["profile"] == {"min_frames": 1, "opt_frames": 32, "max_frames": 64}
-    for entry, segment in zip(engines["files"], manifest["segments"], strict=True):
-        assert entry["onnx_sha256"] == segment["sha256"]
-        assert file_sha256(fp16_dir / entry["file"]) == entry["sha256"]
-    assert manifest["token_select"] == "onnx" and engines["plugin"] is None
-    assert engines["files"][-1]["plugin_layers"] == 0 and not engines["files"][-1]["needs_plugin"]
-    final_graph = onnx.load(fp16_dir / "final.onnx")
-    assert {n.domain for n in final_graph.graph.node} == {""}, (
+    engines = manifest.engines
+    assert engines is not None and engines.builder == "tensorrt_rtx" and engines.target == "a100"
+    assert engines.compute_capability == (8, 0)
+    assert (engines.profile.min_frames, engines.profile.opt_frames, engines.profile.max_frames) == (1, 32, 64)
+    for entry, segment in zip(engines.files, manifest.segments, strict=True):
+        assert entry.segment == segment.name and entry.onnx_sha256 == segment.sha256
+    assert manifest.token_select == "onnx" and engines.plugin is None
+    assert engines.entry("select").plugin_layers == 0 and not engines.entry("select").needs_plugin
+    select_graph = onnx.load(fp16_dir / "select.onnx")
+    assert {n.domain for n in select_graph.graph.node} == {""}, (
         "onnx mode: TokenSelect inlined to standard ops"
     )
     assert not list(fp16_dir.parent.glob(".tiny.*")), "no staging folder is left behind"
@@ -87,7 +73,7 @@ def test_fp32_export_selects_identical_tokens(fp32_dir: Path) -> None:
     index_checks = [r for r in validation["results"] if r["output"] == "token_index"]
     assert len(index_checks) == 4 and all(r["selection_match"] == 1.0 and r["passed"] for r in index_checks)
     assert all(r["cosine"] >= 0.999 for r in validation["results"] if r["cosine"] is not None)
-    assert json.loads((fp32_dir / "manifest.json").read_text())["engines"] is None
+    assert Artifact.read(fp32_dir).manifest.engines is None
     assert not list(fp32_dir.glob("*.plan"))
 
 
@@ -140,15 +126,18 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, tiny_cache: Pa
     assert not out.exists() and list(tmp_path.iterdir()) in ([], [tmp_path / "hub"])
 
 
-def runtime_of(manifest: dict) -> RuntimeInfo:
-    engines = manifest["engines"]
-    return RuntimeInfo(engines["builder"], engines["version"], tuple(engines["compute_capability"]))
+def runtime_of(artifact: Artifact) -> RuntimeInfo:
+    engines = artifact.manifest.engines
+    assert engines is not None
+    return RuntimeInfo(
+        engines.builder, engines.version, (engines.compute_capability[0], engines.compute_capability[1])
+    )
 
 
 def test_engine_checks_refuse_mismatches(fp16_dir: Path, fp32_dir: Path) -> None:
-    manifest = json.loads((fp16_dir / "manifest.json").read_text())
-    ok = runtime_of(manifest)
-    assert check_engines(fp16_dir, ok, config=EarlyTomConfig())["engines"]["target"] == "a100"
+    artifact = Artifact.read(fp16_dir)
+    ok = runtime_of(artifact)
+    assert check_engines(artifact, ok, config=EarlyTomConfig()).target == "a100"
     cases = [
         (RuntimeInfo("tensorrt", "10.14.1", (8, 0)), {}, "cannot load in tensorrt"),
         (RuntimeInfo("tensorrt_rtx", "1.8.0", (8, 0)), {}, "re-export them with the installed version"),
@@ -157,11 +146,11 @@ def test_engine_checks_refuse_mismatches(fp16_dir: Path, fp32_dir: Path) -> None
     ]
     for runtime, kwargs, message in cases:
         with pytest.raises(EngineMismatchError, match=message):
-            check_engines(fp16_dir, runtime, **kwargs)
-    with pytest.raises(EngineMismatchError, match="no engines"):
-        check_engines(fp32_dir, ok)
-    with pytest.raises(EngineMismatchError, match="not an earlytom artifact folder"):
-        check_engines(fp16_dir.parent, ok)
+            check_engines(artifact, runtime, **kwargs)
+    with pytest.raises(EngineMismatchError, match="no TensorRT plans"):
+        check_engines(Artifact.read(fp32_dir), ok)
+    with pytest.raises(ArtifactError, match="not an earlytom artifact folder"):
+        Artifact.read(fp16_dir.parent)
 
 
 def test_changed_plan_is_refused(fp16_dir: Path, tmp_path: Path) -> None:
@@ -169,11 +158,12 @@ def test_changed_plan_is_refused(fp16_dir: Path, tmp_path: Path) -> None:
 
     copy = tmp_path / "copy"
     shutil.copytree(fp16_dir, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    plan = copy / manifest["engines"]["files"][0]["file"]
+    engines = Artifact.read(copy).manifest.engines
+    assert engines is not None
+    plan = copy / engines.files[0].file
     plan.write_bytes(plan.read_bytes()[:-10])
-    with pytest.raises(EngineMismatchError, match="changed since export"):
-        check_engines(copy, runtime_of(manifest))
+    with pytest.raises(ArtifactError, match="changed since export"):
+        Artifact.read(copy)
 
 
 def test_force_replaces_a_folder_only_when_complete(tiny_cache: Path, tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ from earlytom.config import EarlyTomConfig
 from earlytom.errors import ConfigError, InputError
 from earlytom.models.prompt import build_input_ids
 from earlytom.models.registry import LoadedModel, load_model
-from earlytom.models.video_path import embed_prompt
-from earlytom.runtime.generation import (
+from earlytom.models.prompt import embed_prompt
+from earlytom.models.generation import (
     SamplingConfig,
     decode,
     decode_greedy,
@@ -29,7 +29,7 @@ from earlytom.runtime.generation import (
     generate,
     prefill,
 )
-from earlytom.runtime.inner_llm import InnerMergeConfig
+from earlytom.models.language import InnerMergeConfig
 
 # ---------------------------------------------------------------------------------------------
 # (a) the fold against HoliTom's loop

@@ -10,11 +10,10 @@ from transformers import LlavaOnevisionForConditionalGeneration
 
 from earlytom.config import EarlyTomConfig, preset
 from earlytom.errors import InputError
-from earlytom.models.post_encoder_path import PostEncoderVideoPath
 from earlytom.models.preprocess import preprocess_frames
-from earlytom.models.video_path import VideoPath
-from earlytom.models.vision import pool_grid
+from earlytom.models.vision import VisionSide, pool_grid
 from earlytom.runtime.pipeline import EarlyTomPipeline
+from earlytom.vision_path import torch_vision_path
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +47,8 @@ def test_matches_a_literal_reference_on_real_frames(tiny_loaded, tiny_cache, pix
         tiny_path(tiny_cache), attn_implementation="eager"
     ).model
     for retention in (0.1, 0.25):
-        path = PostEncoderVideoPath(tiny_loaded.model.model, preset("videomme", retention))
+        vision = VisionSide.from_llava(tiny_loaded.model.model)
+        path = torch_vision_path(vision, preset("videomme", retention), method="post-encoder")
         encoded = path.encode(pixels)
         tokens = path.tokens(encoded)
         with torch.no_grad():
@@ -61,10 +61,9 @@ def test_matches_a_literal_reference_on_real_frames(tiny_loaded, tiny_cache, pix
 
 
 def test_full_retention_equals_the_stock_tokens(tiny_loaded, pixels) -> None:
-    stock_path = VideoPath(tiny_loaded.model.model, EarlyTomConfig(enabled=False))
-    stock = stock_path.tokens(stock_path.encode(pixels))
-    path = PostEncoderVideoPath(tiny_loaded.model.model, EarlyTomConfig(retention=1.0))
-    every = path.tokens(path.encode(pixels))
+    vision = VisionSide.from_llava(tiny_loaded.model.model)
+    stock = torch_vision_path(vision, EarlyTomConfig(enabled=False)).run(pixels)
+    every = torch_vision_path(vision, EarlyTomConfig(retention=1.0), method="post-encoder").run(pixels)
     assert every.embeds.shape == stock.embeds.shape == (8 * 196 + 1, stock.embeds.shape[1])
     # Only the scoring layer differs (explicit fp32 attention instead of the layer's own).
     torch.testing.assert_close(every.embeds, stock.embeds, atol=1e-5, rtol=1e-5)

@@ -40,7 +40,7 @@ def test_main_job_command_runs(tiny_cache: Path, jobs_mp4: Path, tmp_path: Path)
         argv[0] = str(exe) if exe.exists() else argv[0]
         done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
-    assert (tmp_path / "tiny" / "final.plan").exists()
+    assert (tmp_path / "tiny" / "select.plan").exists()
     assert "vision path in onnxruntime" in done.stdout
     frames = re.search(
         r"^frames\s+32 → (\d+) \(layer 10\) → (\d+) \(layer 21\) → (\d+) \(layer 23\)", done.stdout, re.M

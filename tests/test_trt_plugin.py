@@ -2,7 +2,7 @@
 
 The kernel's decisions (`keepsToken`), offsets and guards are shared with a serial host twin that
 runs here on the CPU against the torch op. The CUDA sources and the plugin are compiled with nvcc,
-and TensorRT-RTX builds the final segment with the plugin ahead of time; each plugin-loading step
+and TensorRT-RTX builds the select stage with the plugin ahead of time; each plugin-loading step
 runs in a subprocess, because a loaded plugin stays registered for the rest of a process.
 """
 
@@ -181,7 +181,7 @@ def test_tensorrt_rtx_uses_the_plugin_when_loaded_and_the_body_when_not(plugin_d
     assert "PLUGIN_V3" not in without["layers"] and without["built"]
 
 
-def test_export_builds_the_final_plan_with_the_plugin_and_profile_prints_commands(
+def test_export_builds_the_select_plan_with_the_plugin_and_profile_prints_commands(
     plugin_dir: Path, tiny_cache: Path, jobs_mp4: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is installed by scripts/setup.sh")
@@ -196,7 +196,7 @@ def test_export_builds_the_final_plan_with_the_plugin_and_profile_prints_command
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["token_select"] == "plugin"
     files = manifest["engines"]["files"]
-    assert [f["needs_plugin"] for f in files] == [False, False, False, True]
+    assert [f["needs_plugin"] for f in files] == [False, False, False, False, True]
     assert files[-1]["network_layers"]["PLUGIN_V3"] == 1
     assert (out / manifest["engines"]["plugin"]["file"]).is_file()
 
@@ -209,19 +209,19 @@ def test_export_builds_the_final_plan_with_the_plugin_and_profile_prints_command
     )
     assert printed.exit_code == 0, printed.output
     lines = [line for line in printed.output.splitlines() if line.startswith("tensorrt_rtx ")]
-    assert len(lines) == 4
+    assert len(lines) == 5
     for line, entry in zip(lines, files, strict=True):
         assert f"--loadEngine={out / entry['file']}" in line
         assert "--useCudaGraph --noDataTransfers --separateProfileRun --dumpProfile" in line
         assert ("--dynamicPlugins=" in line) == entry["needs_plugin"]
     assert "--shapes=pixel_values:32x3x384x384" in lines[0]
-    final = lines[-1]
-    slots = int(final.split("token_slots:")[1].split()[0].split(",")[0])
-    frames = int(final.split("--shapes=hidden:")[1].split("x")[0])
+    select = lines[-1]
+    slots = int(select.split("token_slots:")[1].split()[0].split(",")[0])
+    frames = int(select.split("--shapes=features:")[1].split("x")[0])
     budget = torch.from_numpy(
-        __import__("numpy").fromfile(tmp_path / "p" / "inputs" / "final.budget.bin", dtype="int64")
+        __import__("numpy").fromfile(tmp_path / "p" / "inputs" / "select.budget.bin", dtype="int64")
     )
-    kinds = __import__("numpy").fromfile(tmp_path / "p" / "inputs" / "final.frame_kind.bin", dtype="int64")
+    kinds = __import__("numpy").fromfile(tmp_path / "p" / "inputs" / "select.frame_kind.bin", dtype="int64")
     assert len(kinds) == frames and slots == selected_count(
         kinds.tolist(), token_budget(196, frames, retention=0.1, base_frames=32)
     )

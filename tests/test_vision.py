@@ -17,7 +17,8 @@ def test_pool_grid_equals_hf_apply_pooling(tiny_loaded) -> None:
 
 
 def test_vision_only_load_equals_the_full_model(tiny_cache: Path, tiny_loaded) -> None:
-    vision, source = load_vision_side("tiny", cache_dir=tiny_cache)
+    loaded = load_vision_side("tiny", cache_dir=tiny_cache)
+    vision, source = loaded.vision, loaded.source
     full = VisionSide.from_llava(tiny_loaded.model.model).state_dict()
     assert vision.state_dict().keys() == full.keys()
     for name, tensor in vision.state_dict().items():
@@ -36,7 +37,7 @@ def test_llava_hf_checkpoint_layout_loads(tiny_cache: Path, tiny_loaded, tmp_pat
     renamed = {key.replace("vision_tower.", legacy, 1) if key.startswith("vision_tower.") else key: t
                for key, t in state.items()}  # fmt: skip
     save_file(renamed, folder / "model.safetensors")
-    vision, _ = load_vision_side(str(folder))
+    vision = load_vision_side(str(folder)).vision
     full = VisionSide.from_llava(tiny_loaded.model.model).state_dict()
     assert all(torch.equal(t, full[name]) for name, t in vision.state_dict().items())
 

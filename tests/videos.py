@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 
 
@@ -22,6 +21,8 @@ def frame_rgb(index: int, width: int, height: int) -> np.ndarray:
 
 def write_video(path: Path, num_frames: int, width: int = 96, height: int = 64, fps: int = 25) -> Path:
     """An mpeg4 video of `num_frames` index-coded frames (zero frames: header only)."""
+    import av  # here, not at the top: modules that merely import this helper collect without PyAV
+
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"

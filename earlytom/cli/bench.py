@@ -7,37 +7,33 @@ from pathlib import Path
 
 import click
 
-from earlytom.cli.common import DTYPES, friendly_errors, parse_list, progress
-from earlytom.config import DEFAULT_TASK, PRESETS
-
-
-@click.command(name="bench", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--model", default="tiny", show_default=True,
-    help="tiny, llava-ov-0.5b, llava-ov-7b (local weights), or a checkpoint folder.",
-)  # fmt: skip
-@click.option("--video", required=True, help="Video file every setting runs on (decoded once).")
-@click.option(
-    "--retention", "retentions", default="0.1,0.15,0.2,0.25", show_default=True,
-    help="Comma-separated fractions of visual tokens kept, one EarlyTom setting each.",
-)  # fmt: skip
-@click.option(
-    "--preset", "task", default=DEFAULT_TASK, show_default=True, type=click.Choice(list(PRESETS)),
-    help="Which benchmark's tuned (tau, prune layers) to use.",
-)  # fmt: skip
-@click.option("--backend", default="torch", show_default=True, help="Vision path backend (torch).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option(
-    "--dtype", default="auto", show_default=True, type=click.Choice(DTYPES),
-    help="auto: float16 on CUDA, float32 on CPU.",
-)  # fmt: skip
-@click.option(
-    "--random-weights", is_flag=True, help="Real 0.5b/7b architecture with random weights (timing only)."
+from earlytom.cli.common import Command, friendly_errors, parse_list, progress
+from earlytom.cli.options import (
+    RETENTIONS,
+    DeviceOptions,
+    ModelOptions,
+    SweepOptions,
+    VideoOptions,
+    backend_option,
+    device_options,
+    model_options,
+    prompt_option,
+    runs_option,
+    sweep_options,
+    video_options,
+    warmup_option,
 )
-@click.option("--frames", default=32, show_default=True, type=int, help="Frames sampled from the video.")
-@click.option("--runs", default=5, show_default=True, type=int, help="Timed runs per setting.")
-@click.option("--warmup", default=1, show_default=True, type=int, help="Untimed runs per setting first.")
-@click.option("--prompt", default="Describe the video.", show_default=True, help="Text prompt.")
+
+
+@click.command(name="bench", cls=Command)
+@model_options()
+@video_options()
+@sweep_options()
+@backend_option("torch")
+@device_options()
+@runs_option(5)
+@warmup_option(1)
+@prompt_option("Describe the video.")
 @click.option(
     "--post-encoder", is_flag=True,
     help="Also time the post-encoder baseline at each retention: the stock encoder, then per-frame "
@@ -49,32 +45,25 @@ from earlytom.config import DEFAULT_TASK, PRESETS
 )  # fmt: skip
 @friendly_errors
 def bench(
-    model: str, video: str, retentions: str, task: str, backend: str, device: str, dtype: str,
-    random_weights: bool, frames: int, runs: int, warmup: int, prompt: str, post_encoder: bool, out: Path,
+    model: ModelOptions, video: VideoOptions, sweep: SweepOptions, backend: str, device: DeviceOptions,
+    runs: int, warmup: int, prompt: str, post_encoder: bool, out: Path,
 ) -> None:  # fmt: skip
     """Time TTFT (vision, token processing, LLM prefill, other) of the stock model and of EarlyTom
-    at each retention on the same weights, device and frames; print a table, write JSON and a chart."""
-    import torch
-
+    at each retention on the same weights, device and frames; print a table, write JSON and a chart.
+    The video is decoded once; each setting gets --warmup untimed runs, then --runs timed ones."""
     from earlytom.runtime.bench import check_bench_inputs, run_bench
     from earlytom.runtime.bench_report import format_table, require_matplotlib, write_results
 
-    ratios = parse_retentions(retentions)
     # Fail before a run that can take minutes: bad numbers, or no way to draw the chart at the end.
-    check_bench_inputs(ratios, task=task, backend=backend, frames=frames, runs=runs, warmup=warmup)
+    check_bench_inputs(
+        sweep.retentions, task=sweep.task, backend=backend, frames=video.frames, runs=runs, warmup=warmup
+    )
     require_matplotlib()
-    command = shlex.join([
-        "earlytom", "bench", "--model", model, "--video", video, "--retention", retentions,
-        "--preset", task, "--backend", backend, "--device", device, "--dtype", dtype,
-        *(["--random-weights"] if random_weights else []), "--frames", str(frames), "--runs", str(runs),
-        "--warmup", str(warmup), "--prompt", prompt, *(["--post-encoder"] if post_encoder else []),
-        "--out", str(out),
-    ])  # fmt: skip
     report = run_bench(
-        model, video, ratios, task=task, backend=backend, device=device,
-        dtype=None if dtype == "auto" else getattr(torch, dtype), random_weights=random_weights,
-        num_frames=frames, runs=runs, warmup=warmup, prompt=prompt, command=command, progress=progress,
-        post_encoder=post_encoder,
+        model.model, video.video, sweep.retentions, task=sweep.task, backend=backend, device=device.device,
+        dtype=device.torch_dtype(), random_weights=model.random_weights, num_frames=video.frames, runs=runs,
+        warmup=warmup, prompt=prompt, progress=progress, post_encoder=post_encoder,
+        command=command_line(model, video, sweep, backend, device, runs, warmup, prompt, post_encoder, out),
     )  # fmt: skip
     click.echo(format_table(report))
     json_path, png_path = write_results(report, out)
@@ -82,5 +71,20 @@ def bench(
     click.echo(f"wrote {png_path}")
 
 
+def command_line(
+    model: ModelOptions, video: VideoOptions, sweep: SweepOptions, backend: str, device: DeviceOptions,
+    runs: int, warmup: int, prompt: str, post_encoder: bool, out: Path,
+) -> str:  # fmt: skip
+    """The command that reproduces this benchmark, every setting spelled out (recorded in the JSON)."""
+    return shlex.join([
+        "earlytom", "bench", "--model", model.model, *(["--random-weights"] if model.random_weights else []),
+        "--video", str(video.video), "--frames", str(video.frames), "--preset", sweep.task,
+        "--retention", ",".join(map(str, sweep.retentions)), "--backend", backend,
+        "--device", device.device, "--dtype", device.dtype, "--runs", str(runs), "--warmup", str(warmup),
+        "--prompt", prompt, *(["--post-encoder"] if post_encoder else []), "--out", str(out),
+    ])  # fmt: skip
+
+
 def parse_retentions(text: str) -> tuple[float, ...]:
-    return parse_list(text, float, option="--retention", what="fractions, e.g. 0.1,0.15,0.2,0.25")
+    """A --retention list as `bench` reads it (for scripts that take the same flag)."""
+    return parse_list(text, float, option="--retention", what=RETENTIONS)

@@ -1,4 +1,4 @@
-"""Shared pieces of the command lines: one-line user errors, option parsing, progress."""
+"""Shared pieces of the command lines: one-line user errors, list parsing, progress."""
 
 from __future__ import annotations
 
@@ -11,7 +11,23 @@ import click
 
 from earlytom.errors import ConfigError, EarlyTomError
 
-DTYPES = ("auto", "float32", "float16", "bfloat16")
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+
+
+class Command(click.Command):
+    """A command whose command-line errors (bad value, missing or unknown option) are one
+    `error: ...` line and exit code 1, like the EarlyTomError that friendly_errors reports."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["context_settings"] = HELP_OPTIONS | (kwargs.get("context_settings") or {})
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            ctx.exit(1)
 
 
 def friendly_errors(command: Callable[..., None]) -> Callable[..., None]:
@@ -45,10 +61,6 @@ def parse_list(text: str, cast: type[int] | type[float], *, option: str, what: s
         return tuple(cast(part) for part in text.split(",") if part.strip())
     except ValueError as exc:
         raise ConfigError(f"{option} '{text}' is not a comma-separated list of {what}") from exc
-
-
-def parse_layers(text: str | None) -> tuple[int, ...] | None:
-    return None if text is None else parse_list(text, int, option="--prune-layers", what="layer indices")
 
 
 def progress(message: str) -> None:

@@ -6,29 +6,13 @@ from pathlib import Path
 
 import click
 
-from earlytom.cli.common import friendly_errors, parse_layers, progress
-from earlytom.config import DEFAULT_RETENTION, DEFAULT_TASK, PRESETS, build_config
+from earlytom.cli.common import Command, friendly_errors, progress
+from earlytom.cli.options import ModelOptions, SettingOptions, model_options, setting_options
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--model",
-    default="tiny",
-    show_default=True,
-    help="tiny, llava-ov-0.5b, llava-ov-7b (local weights), or a checkpoint folder. Only the vision "
-    "tower, projector and newline are loaded.",
-)
-@click.option("--random-weights", is_flag=True, help="Real 0.5b/7b architecture with random weights.")
-@click.option(
-    "--preset", "task", default=DEFAULT_TASK, show_default=True, type=click.Choice(list(PRESETS)),
-    help="Which benchmark's tuned (tau, prune layers) to use.",
-)  # fmt: skip
-@click.option(
-    "--retention", default=DEFAULT_RETENTION, show_default=True, type=float, help="Visual tokens kept."
-)
-@click.option("--tau", type=float, help="Override the preset's segmentation threshold.")
-@click.option("--prune-layers", help="Override the preset's prune layers, e.g. 10,21,23.")
-@click.option("--keep-last-middle", is_flag=True, help="Keep the middle frame the released code drops.")
+@click.command(cls=Command)
+@model_options()
+@setting_options()
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder.  [default: engines/<model>]")
 @click.option(
     "--target", default="a100", show_default=True,
@@ -64,37 +48,32 @@ from earlytom.config import DEFAULT_RETENTION, DEFAULT_TASK, PRESETS, build_conf
 )
 @friendly_errors
 def export(
-    model: str, random_weights: bool, task: str, retention: float, tau: float | None,
-    prune_layers: str | None, keep_last_middle: bool, out: Path | None, target: str, builder: str,
+    model: ModelOptions, setting: SettingOptions, out: Path | None, target: str, builder: str,
     frames_profile: str, token_select: str, plugin_library: Path | None, skip_build: bool, fp32: bool,
     validation_video: Path | None, validation_frames: int, force: bool,
 ) -> None:  # fmt: skip
-    """Export EarlyTom's compressing vision encoder: FP16 ONNX segments split at the prune layers, a
-    final segment with projector, pooling and the TokenSelect op, each validated in ONNX Runtime
-    against PyTorch, and TensorRT plans of every segment; manifest.json describes them all."""
+    """Export EarlyTom's compressing vision encoder: FP16 ONNX stages (encoder segments split at the
+    prune layers, a head with the remaining layers and the projector, a select stage with pooling,
+    the TokenSelect op and the newline), each validated in ONNX Runtime against PyTorch, and
+    TensorRT plans of every stage; manifest.json describes and vouches for them all. Only the
+    vision tower, projector and newline of --model are loaded."""
     from earlytom.engines.build import BuildConfig
-    from earlytom.engines.workflow import export_artifacts, resolve_token_select
     from earlytom.exporter.export import ExportSpec
+    from earlytom.jobs import resolve_token_select, run_export
 
-    config = build_config(
-        task,
-        retention,
-        tau=tau,
-        prune_layers=parse_layers(prune_layers),
-        drop_last_middle=not keep_last_middle,
-    )
+    config = setting.config()
     build = None if skip_build else BuildConfig(target, *_profile(frames_profile), builder=builder)
     spec = ExportSpec(
-        model=model,
+        model=model.model,
         config=config,
-        random_weights=random_weights,
+        random_weights=model.random_weights,
         precision="float32" if fp32 else "float16",
         validation_video=validation_video,
         validation_frames=validation_frames,
         token_select=resolve_token_select(token_select, plugin_library),
     )
-    out_dir = out or Path("engines") / Path(model).name
-    export_artifacts(spec, out_dir, build, force=force, plugin_library=plugin_library, progress=progress)
+    out_dir = out or Path("engines") / Path(model.model).name
+    run_export(spec, out_dir, build, force=force, plugin_library=plugin_library, progress=progress)
 
 
 def _profile(text: str) -> tuple[int, int, int]:

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import cast
 
 import click
 
-from earlytom.cli.common import friendly_errors, parse_layers, parse_list
+from earlytom.cli.common import Command, friendly_errors
+from earlytom.cli.options import (
+    DEFAULTS,
+    ModelOptions,
+    SettingOptions,
+    frames_option,
+    model_options,
+    setting_options,
+)
+from earlytom.cli.paramtypes import NumberList
 from earlytom.compression.flops import CONVENTIONS, Convention, FlopsReport, RunFlops, flops_report
-from earlytom.config import DEFAULT_TASK, PRESETS, EarlyTomConfig, check_retention, preset
+from earlytom.config import PRESETS, EarlyTomConfig, check_retention
 from earlytom.errors import ConfigError
 
 TERA = 1e12
@@ -22,34 +32,21 @@ CONVENTION_TEXT = {
 }
 
 
-@click.command(name="flops", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(name="flops", cls=Command)
+@model_options(default="llava-ov-7b", random_weights=False)
+@frames_option()
+@setting_options(retention=None, tau=False, keep_last_middle=False, inner_merge=True)
 @click.option(
-    "--model", default="llava-ov-7b", show_default=True,
-    help="tiny, llava-ov-0.5b, llava-ov-7b, or a checkpoint folder (only its config is read).",
-)  # fmt: skip
-@click.option("--frames", default=32, show_default=True, type=int, help="Frames B sampled from the video.")
-@click.option("--retention", type=float, help="Also count EarlyTom keeping this fraction of visual tokens.")
-@click.option(
-    "--preset", "task", default=DEFAULT_TASK, show_default=True, type=click.Choice(list(PRESETS)),
-    help="Which benchmark's prune layers to use.",
-)  # fmt: skip
-@click.option("--prune-layers", help="Override the preset's prune layers, e.g. 10,21,23.")
-@click.option(
-    "--frames-per-stage",
+    "--frames-per-stage", type=NumberList(int, "frame counts"),
     help="Frames entering the encoder, then after each prune layer, e.g. 32,23,17,12 (frames_per_stage "
     "of `earlytom run --json`). Default: the range from most merging to no merging.",
-)
+)  # fmt: skip
 @click.option(
     "--visual-tokens", type=int,
     help="Visual tokens N+1 given to the LLM, newline included (visual_tokens_after of `earlytom run "
     "--json`). Default: estimated from the final frame count.",
 )  # fmt: skip
 @click.option("--prompt-tokens", default=0, show_default=True, type=int, help="Text tokens in the prefill.")
-@click.option("--max-window", default=6, show_default=True, type=int, help="Frames per segment limit.")
-@click.option(
-    "--inner-merge/--no-inner-merge", default=True, show_default=True,
-    help="Stage III: halve the visual tokens from decoder layer 18 on (on in every paper run).",
-)  # fmt: skip
 @click.option(
     "--convention", default="paper", show_default=True, type=click.Choice(list(CONVENTIONS)),
     help="paper: reproduces the paper's 82.6 T; per-frame: the arithmetic a real prefill does.",
@@ -57,43 +54,42 @@ CONVENTION_TEXT = {
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (values in FLOPs).")
 @friendly_errors
 def flops(
-    model: str, frames: int, retention: float | None, task: str, prune_layers: str | None,
-    frames_per_stage: str | None, visual_tokens: int | None, prompt_tokens: int, max_window: int,
-    inner_merge: bool, convention: str, as_json: bool,
+    model: ModelOptions, frames: int, setting: SettingOptions, frames_per_stage: tuple[int, ...] | None,
+    visual_tokens: int | None, prompt_tokens: int, convention: str, as_json: bool,
 ) -> None:  # fmt: skip
-    """Print prefill TFLOPs (vision, projector, LLM, total) without loading any weights."""
+    """Print prefill TFLOPs (vision, projector, LLM, total) without loading any weights (only the
+    config of --model is read). Without --retention only the stock model is counted."""
     from earlytom.models.flops_shapes import architecture_shape
 
-    config = None if retention is None else _config(task, retention, parse_layers(prune_layers), max_window)
-    if config is None and (frames_per_stage or visual_tokens is not None or prune_layers):
+    config = _config(setting)
+    if config is None and (frames_per_stage or visual_tokens is not None or setting.prune_layers):
         raise ConfigError("--frames-per-stage, --visual-tokens and --prune-layers need --retention")
     report = flops_report(
-        architecture_shape(model), frames=frames, config=config,
-        frames_per_stage=_parse_counts(frames_per_stage), visual_tokens=visual_tokens,
-        prompt_tokens=prompt_tokens, inner_merge=inner_merge, convention=cast(Convention, convention),
+        architecture_shape(model.model), frames=frames, config=config, frames_per_stage=frames_per_stage,
+        visual_tokens=visual_tokens, prompt_tokens=prompt_tokens, inner_merge=setting.inner_merge,
+        convention=cast(Convention, convention),
     )  # fmt: skip
     if as_json:
-        click.echo(json.dumps({"model": model} | report.to_dict()))
+        click.echo(json.dumps({"model": model.model} | report.to_dict()))
     else:
-        click.echo(_table(model, report))
+        click.echo(_table(model.model, report))
 
 
-def _config(task: str, retention: float, layers: tuple[int, ...] | None, max_window: int) -> EarlyTomConfig:
+def _config(setting: SettingOptions) -> EarlyTomConfig | None:
     """τ does not change FLOPs, so any retention works once the prune layers are given."""
-    if layers is not None:
-        return EarlyTomConfig(retention=retention, prune_layers=layers, max_window=max_window)
-    check_retention(retention)
-    if not any(math.isclose(r, retention, abs_tol=1e-9) for r in PRESETS[task]):
-        have = ", ".join(f"{r:.2f}" for r in PRESETS[task])
+    if setting.retention is None:
+        return None
+    if setting.prune_layers is not None:
+        return replace(setting, tau=DEFAULTS.tau).config()
+    check_retention(setting.retention)
+    table = PRESETS[setting.task]
+    if not any(math.isclose(r, setting.retention, abs_tol=1e-9) for r in table):
+        have = ", ".join(f"{r:.2f}" for r in table)
         raise ConfigError(
-            f"preset '{task}' has no prune layers for retention={retention} (it has {have}): "
+            f"preset '{setting.task}' has no prune layers for retention={setting.retention} (it has {have}): "
             "pass --prune-layers, e.g. 10,21,23"
         )
-    return preset(task, retention, max_window=max_window)
-
-
-def _parse_counts(text: str | None) -> tuple[int, ...] | None:
-    return None if text is None else parse_list(text, int, option="--frames-per-stage", what="frame counts")
+    return setting.config()
 
 
 def _table(model: str, report: FlopsReport) -> str:

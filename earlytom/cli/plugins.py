@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from earlytom.cli.common import friendly_errors, progress
+from earlytom.cli.common import Command, friendly_errors, progress
 
 
-@click.command("build-plugins")
+@click.command("build-plugins", cls=Command)
 @click.option(
     "--out", type=click.Path(path_type=Path),
     help="Folder for the libraries.  [default: ~/.cache/earlytom/plugins, where export looks]",

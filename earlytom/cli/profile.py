@@ -7,46 +7,36 @@ from pathlib import Path
 
 import click
 
-from earlytom.cli.common import friendly_errors, progress
+from earlytom.cli.common import Command, friendly_errors, progress
+from earlytom.cli.options import VideoOptions, video_options, warmup_option
+from earlytom.cli.paramtypes import Count
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option(
-    "--video", required=True, type=click.Path(path_type=Path), help="Video whose shapes to profile at."
-)
-@click.option("--frames", default=32, show_default=True, type=int, help="Frames sampled from the video.")
+@video_options()
 @click.option(
     "--print-commands", is_flag=True,
     help="Only print the trtexec (tensorrt_rtx for TensorRT-RTX plans) commands, one per plan.",
 )  # fmt: skip
-@click.option("--iterations", default=50, show_default=True, type=int, help="Timed runs per plan.")
-@click.option("--warmup", default=10, show_default=True, type=int, help="Untimed runs first (Python timing).")
+@click.option("--iterations", default=50, show_default=True, type=Count(1), help="Timed runs per plan.")
+@warmup_option(10)
 @click.option(
     "--out", type=click.Path(path_type=Path),
     help="Folder for profile.json, recorded inputs and trtexec times.  [default: FOLDER/profile]",
 )  # fmt: skip
 @friendly_errors
 def profile(
-    folder: Path,
-    video: Path,
-    frames: int,
-    print_commands: bool,
-    iterations: int,
-    warmup: int,
-    out: Path | None,
+    folder: Path, video: VideoOptions, print_commands: bool, iterations: int, warmup: int, out: Path | None
 ) -> None:
-    """Run the exported segments once on VIDEO to record each plan's shapes, then time every plan:
-    with trtexec when it is on PATH, else with CUDA events from Python. Prints segment, frames and
-    ms p50/p90, and writes profile.json."""
+    """Run the exported segments once on --video to record each plan's shapes, then time every plan:
+    with trtexec when it is on PATH, else with CUDA events from Python (--warmup untimed runs first).
+    Prints segment, frames and ms p50/p90, and writes profile.json."""
     from earlytom.engines.profile import profile_artifacts
-    from earlytom.errors import InputError
 
-    if iterations < 1 or warmup < 0 or frames < 1:
-        raise InputError("--iterations and --frames must be >= 1 and --warmup >= 0")
     out_dir = out or folder / "profile"
     report = profile_artifacts(
-        folder, video, out_dir=out_dir, num_frames=frames, iterations=iterations, warmup=warmup,
+        folder, video.video, out_dir=out_dir, num_frames=video.frames, iterations=iterations, warmup=warmup,
         commands_only=print_commands, progress=progress,
     )  # fmt: skip
     if print_commands:

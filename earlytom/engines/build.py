@@ -7,12 +7,22 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from earlytom.artifact import (
+    Artifact,
+    EngineEntry,
+    EngineSet,
+    FrameProfile,
+    PluginEntry,
+    SegmentEntry,
+    file_sha256,
+)
 from earlytom.engines.builders import Builder, Target, load_builder, target
 from earlytom.errors import ExportError
+from earlytom.models.segments import FRAMES, SELECTED
 
 Progress = Callable[[str], None]
 
@@ -34,104 +44,111 @@ class BuildConfig:
             )
 
 
-@dataclass(frozen=True)
-class EngineFile:
-    segment: str
-    file: str
-    sha256: str
-    onnx_sha256: str
-    build_seconds: float
-    network_layers: dict[str, int]  # layer types after parsing (the plan cannot be inspected without a GPU)
-    plugin_layers: int  # 0: TokenSelect runs as standard ops
-    needs_plugin: bool  # the plan references EarlyTomTokenSelect: load the plugin library first
-
-
 def build_engines(
-    root: Path,
-    segments: list[dict[str, Any]],
+    artifact: Artifact,
     build: BuildConfig,
     *,
-    retention: float,
-    pooled_tokens_per_frame: int,
-    token_select: str = "onnx",
     plugin_library: Path | None = None,
     progress: Progress = lambda _: None,
-) -> dict[str, Any]:
-    """Build `segments` (manifest entries, files relative to `root`) -> the manifest's engine section.
+) -> Artifact:
+    """One plan per ONNX stage of `artifact`, written beside it; the artifact with its engine set.
 
-    With `token_select` "plugin" the plugin library is registered before parsing, every plan that
-    uses it says so, and a copy of the library goes into `root/plugins/` beside the plans.
+    With the artifact's TokenSelect as a plugin node, the plugin library is registered before
+    parsing, every plan that uses it says so, and a copy of the library goes into `plugins/`.
     """
-    from earlytom.exporter.onnx_export import file_sha256
-
+    root, manifest = artifact.folder, artifact.manifest
     builder = load_builder(build.builder)
     chosen = target(build.target)
     _check_target(builder, chosen)
     trt = builder.module
-    plugin = None
-    if token_select == "plugin":
-        plugin = _register_plugin(trt, root, plugin_library, progress)
+    plugin = (
+        _register_plugin(trt, root, plugin_library, progress) if manifest.token_select == "plugin" else None
+    )
     logger = trt.Logger(trt.Logger.ERROR)  # its warnings (int64 bindings...) are expected here
     cache_path = root / "timing.cache"
-    engines = []
-    for entry in segments:
-        onnx_path = root / entry["file"]
-        progress(
-            f"building {entry['name']} for {chosen.name} ({chosen.sm}) with {builder.name} {builder.version}"
+    sizes = _profile_sizes(build, manifest.config.retention, manifest.geometry.pooled_tokens_per_frame)
+    engines = [
+        _build_entry(
+            trt,
+            builder,
+            logger,
+            artifact.path(entry.file),
+            entry,
+            chosen,
+            cache_path,
+            sizes,
+            plugin,
+            progress,
         )
-        start = time.perf_counter()
-        plan, layers = _build_one(
-            trt, builder, logger, onnx_path, chosen, build, cache_path, retention, pooled_tokens_per_frame
-        )
-        plugin_layers = sum(n for kind, n in layers.items() if kind.startswith("PLUGIN"))
-        if plugin is not None and entry["name"] == segments[-1]["name"] and plugin_layers == 0:
-            raise ExportError(
-                f"{builder.name} built {entry['name']} without the TokenSelect plugin although it is "
-                "registered: the node's plugin attributes do not match the library's creator"
-            )
-        engine_path = onnx_path.with_suffix(".plan")
-        _write_atomic(engine_path, plan)
-        seconds = time.perf_counter() - start
-        progress(f"built {engine_path.name} ({len(plan) / 2**20:.1f} MiB) in {seconds:.1f} s")
-        engines.append(
-            EngineFile(
-                segment=entry["name"],
-                file=str(engine_path.relative_to(root)),
-                sha256=file_sha256(engine_path),
-                onnx_sha256=entry["sha256"],
-                build_seconds=round(seconds, 2),
-                network_layers=dict(sorted(layers.items())),
-                plugin_layers=plugin_layers,
-                needs_plugin=plugin_layers > 0,
-            )
-        )
-    return {
-        "builder": builder.name,
-        "version": builder.version,
-        "target": chosen.name,
-        "compute_capability": list(chosen.compute_capability),
-        "profile": {
-            "min_frames": build.min_frames,
-            "opt_frames": build.opt_frames,
-            "max_frames": build.max_frames,
-        },
-        "timing_cache": cache_path.name if cache_path.exists() else None,
-        "token_select": token_select,
-        "plugin": plugin,
-        "files": [asdict(e) for e in engines],
-    }
+        for entry in manifest.segments
+    ]
+    engine_set = EngineSet(
+        builder=builder.name,
+        version=builder.version,
+        target=chosen.name,
+        compute_capability=tuple(chosen.compute_capability),
+        profile=FrameProfile(build.min_frames, build.opt_frames, build.max_frames),
+        timing_cache=cache_path.name if cache_path.exists() else None,
+        token_select=manifest.token_select,
+        plugin=plugin,
+        files=tuple(engines),
+    )
+    return replace(artifact, manifest=replace(manifest, engines=engine_set))
 
 
-def _register_plugin(trt: Any, root: Path, library: Path | None, progress: Progress) -> dict[str, Any]:
+def _build_entry(
+    trt: Any,
+    builder: Builder,
+    logger: Any,
+    onnx_path: Path,
+    entry: SegmentEntry,
+    chosen: Target,
+    cache_path: Path,
+    sizes: dict[str, tuple[int, int, int]],
+    plugin: PluginEntry | None,
+    progress: Progress,
+) -> EngineEntry:
+    """Build and write one stage's plan beside its ONNX file."""
+    progress(f"building {entry.name} for {chosen.name} ({chosen.sm}) with {builder.name} {builder.version}")
+    start = time.perf_counter()
+    plan, layers = _build_one(trt, builder, logger, onnx_path, chosen, cache_path, entry, sizes)
+    plugin_layers = sum(n for kind, n in layers.items() if kind.startswith("PLUGIN"))
+    if plugin is not None and entry.kind == "select" and plugin_layers == 0:
+        raise ExportError(
+            f"{builder.name} built {entry.name} without the TokenSelect plugin although it is "
+            "registered: the node's plugin attributes do not match the library's creator"
+        )
+    engine_path = onnx_path.with_suffix(".plan")
+    _write_atomic(engine_path, plan)
+    seconds = time.perf_counter() - start
+    progress(f"built {engine_path.name} ({len(plan) / 2**20:.1f} MiB) in {seconds:.1f} s")
+    return EngineEntry(
+        segment=entry.name,
+        file=engine_path.name,
+        sha256=file_sha256(engine_path),
+        onnx_sha256=entry.sha256,
+        build_seconds=round(seconds, 2),
+        network_layers=dict(sorted(layers.items())),
+        plugin_layers=plugin_layers,
+        needs_plugin=plugin_layers > 0,
+    )
+
+
+def _profile_sizes(build: BuildConfig, retention: float, pooled: int) -> dict[str, tuple[int, int, int]]:
+    """min/opt/max of each dynamic axis: frames, and N (one token, r·B·P at opt, every token at max)."""
+    selected = (1, max(1, math.ceil(retention * build.opt_frames * pooled)), build.max_frames * pooled)
+    return {FRAMES: (build.min_frames, build.opt_frames, build.max_frames), SELECTED: selected}
+
+
+def _register_plugin(trt: Any, root: Path, library: Path | None, progress: Progress) -> PluginEntry:
     """Load the TokenSelect plugin into `trt` and copy it (and its static twin) into root/plugins/."""
-    from earlytom.exporter.onnx_export import file_sha256
     from earlytom.trt_plugins.library import LIBRARY, STATIC_LIBRARY, find_plugin_library
     from earlytom.trt_plugins.registry import load_plugin_library
 
     found = find_plugin_library(library)
     if found is None:
         raise ExportError(
-            "the final segment uses the EarlyTomTokenSelect plugin but no plugin library was found: "
+            "the select stage uses the EarlyTomTokenSelect plugin but no plugin library was found: "
             "run 'earlytom build-plugins' first, or export with --token-select onnx"
         )
     load_plugin_library(trt, found)
@@ -147,7 +164,7 @@ def _register_plugin(trt: Any, root: Path, library: Path | None, progress: Progr
             _write_atomic(folder / name, source.read_bytes())
             record[key] = f"plugins/{name}"
             record[key.replace("file", "sha256")] = file_sha256(folder / name)
-    return record
+    return PluginEntry(**record)
 
 
 def _check_target(builder: Builder, chosen: Target) -> None:
@@ -177,10 +194,9 @@ def _build_one(
     logger: Any,
     onnx_path: Path,
     chosen: Target,
-    build: BuildConfig,
     cache_path: Path,
-    retention: float,
-    pooled_tokens_per_frame: int,
+    entry: SegmentEntry,
+    sizes: dict[str, tuple[int, int, int]],
 ) -> tuple[bytes, Counter[str]]:
     builder = trt.Builder(logger)
     strongly_typed = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -200,7 +216,7 @@ def _build_one(
         # ahead of time without timing (kernels are specialised on the target GPU at load time).
         cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists() else b"")
         config.set_timing_cache(cache, ignore_mismatch=False)
-    config.add_optimization_profile(_profile(builder, network, build, retention, pooled_tokens_per_frame))
+    config.add_optimization_profile(_profile(builder, entry, sizes))
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -210,18 +226,13 @@ def _build_one(
     return bytes(plan), layers
 
 
-def _profile(builder: Any, network: Any, build: BuildConfig, retention: float, pooled: int) -> Any:
-    """Frames min/opt/max on every frame axis; token_slots' length N for the same frame counts."""
+def _profile(builder: Any, entry: SegmentEntry, sizes: dict[str, tuple[int, int, int]]) -> Any:
+    """One profile from the stage's declared inputs: each dynamic axis gets its min/opt/max."""
     profile = builder.create_optimization_profile()
-    frames = (build.min_frames, build.opt_frames, build.max_frames)
-    # N: one token at least, r·B·P for an opt-length clip, every pooled token of max frames.
-    selected = (1, max(1, math.ceil(retention * build.opt_frames * pooled)), build.max_frames * pooled)
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        shape = list(tensor.shape)
-        if shape and shape[0] == -1:
-            sizes = selected if tensor.name == "token_slots" else frames
-            profile.set_shape(tensor.name, *([n, *shape[1:]] for n in sizes))
+    for tensor in entry.inputs:
+        head, rest = tensor.shape[0], [int(d) for d in tensor.shape[1:]]
+        if isinstance(head, str):
+            profile.set_shape(tensor.name, *([n, *rest] for n in sizes[head]))
     return profile
 
 

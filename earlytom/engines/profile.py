@@ -1,7 +1,7 @@
 """`earlytom profile`: per-engine latency at the shapes a real video produces (DESIGN §5).
 
 1. Run the folder's ONNX segments once on the video (ONNX Runtime + the planner) and record what
-   each segment receives: frame counts, and the final segment's frame kinds, budget and N.
+   each stage receives: frame counts, and the select stage's frame kinds, budget and N.
 2. Per plan, either the exact trtexec command (with those shapes and the recorded integer inputs,
    saved as .bin files), run when the tool is on PATH, or CUDA-event timing from Python.
 """
@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
+from earlytom.artifact import Artifact, EngineSet
 from earlytom.errors import InputError, MissingDependencyError
-from earlytom.exporter.chain import OrtExecutor, run_chain
-from earlytom.exporter.manifest import artifact_config, read_manifest, segment_specs
-from earlytom.models.encoder import planner_for
+from earlytom.exporter.ort_executor import OrtExecutor
+from earlytom.vision_path import VisionPath, planner_for
 
 Progress = Callable[[str], None]
 # Inputs whose values steer the work (or must be consistent): loaded from the recorded run.
@@ -62,41 +62,35 @@ def percentiles(times: list[float]) -> dict[str, float]:
     return {"p50_ms": round(statistics.median(ordered), 4), "p90_ms": round(p90, 4)}
 
 
-def record_shapes(folder: Path, video: Path, num_frames: int, inputs_dir: Path) -> list[SegmentShapes]:
+def record_shapes(artifact: Artifact, video: Path, num_frames: int, inputs_dir: Path) -> list[SegmentShapes]:
     """Run the ONNX chain on `video`; the shapes (and integer inputs, saved) each plan will see."""
     from earlytom.models.preprocess import preprocess_frames
     from earlytom.models.video import load_video
 
-    manifest = read_manifest(folder)
-    if not manifest.get("engines"):
-        raise InputError(f"{folder} has no engines (exported with --skip-build): nothing to profile")
-    specs = segment_specs(manifest)
-    executors = [
-        OrtExecutor(folder / s["file"], spec) for s, spec in zip(manifest["segments"], specs, strict=True)
-    ]
-    geometry = manifest["geometry"]
-    pixels = preprocess_frames(load_video(video, num_frames).frames, size=geometry["image_size"])
-    run = run_chain(
-        executors, specs, pixels, planner_for(artifact_config(manifest)),
-        tokens_per_frame=geometry["pooled_tokens_per_frame"], record=True,
-    )  # fmt: skip
+    engines = _engines(artifact)
+    manifest = artifact.manifest
+    executors = [OrtExecutor(artifact.path(artifact.segment(s.name).file), s) for s in artifact.specs]
+    planner = planner_for(manifest.config, tie_band=manifest.tie_band)
+    path = VisionPath(executors, planner, tokens_per_frame=manifest.geometry.pooled_tokens_per_frame)
+    pixels = preprocess_frames(load_video(video, num_frames).frames, size=manifest.geometry.image_size)
+    tokens = path.run(pixels, record=True)
+    path.release()
     inputs_dir.mkdir(parents=True, exist_ok=True)
-    plans = {entry["segment"]: folder / entry["file"] for entry in manifest["engines"]["files"]}
     shapes = []
-    for record in run.records:
+    for record in tokens.records:
         files = {}
         for name in RECORDED_INPUTS:
             if name in record.inputs:
-                path = inputs_dir / f"{record.name}.{name}.bin"
+                file = inputs_dir / f"{record.name}.{name}.bin"
                 record.inputs[name].contiguous().numpy().tofile(
-                    path
+                    file
                 )  # raw bytes, as trtexec --loadInputs reads
-                files[name] = path
+                files[name] = file
         first = next(iter(record.inputs.values()))
         shapes.append(
             SegmentShapes(
                 name=record.name,
-                plan=plans[record.name],
+                plan=artifact.path(engines.entry(record.name).file),
                 frames=int(first.shape[0]),
                 shapes={name: tuple(t.shape) for name, t in record.inputs.items()},
                 input_files=files,
@@ -105,33 +99,37 @@ def record_shapes(folder: Path, video: Path, num_frames: int, inputs_dir: Path) 
     return shapes
 
 
-def plugin_flag(manifest: dict[str, Any], folder: Path) -> list[str]:
+def _engines(artifact: Artifact) -> EngineSet:
+    if artifact.manifest.engines is None:
+        raise InputError(f"{artifact.folder} has no engines (exported with --skip-build): nothing to profile")
+    return artifact.manifest.engines
+
+
+def plugin_flag(artifact: Artifact) -> list[str]:
     """How the tool loads the TokenSelect plugin: statically for full TensorRT, dynamically for RTX."""
-    plugin = manifest["engines"].get("plugin")
-    if not plugin:
+    engines = _engines(artifact)
+    plugin = engines.plugin
+    if plugin is None:
         return []
-    if manifest["engines"]["builder"] == "tensorrt" and plugin.get("static_file"):
-        return [f"--staticPlugins={folder / plugin['static_file']}"]
-    return [f"--dynamicPlugins={folder / plugin['file']}"]
+    if engines.builder == "tensorrt" and plugin.static_file:
+        return [f"--staticPlugins={artifact.path(plugin.static_file)}"]
+    return [f"--dynamicPlugins={artifact.path(plugin.file)}"]
 
 
 def tool_commands(
-    folder: Path, segments: list[SegmentShapes], *, times_dir: Path, iterations: int, warmup_ms: int
+    artifact: Artifact, segments: list[SegmentShapes], *, times_dir: Path, iterations: int, warmup_ms: int
 ) -> list[list[str]]:
     """One trtexec (tensorrt_rtx for TensorRT-RTX plans) command per plan, with measured shapes."""
-    manifest = read_manifest(folder)
-    tool = TOOLS[manifest["engines"]["builder"]]
+    engines = _engines(artifact)
+    tool = TOOLS[engines.builder]
     commands = []
     for segment in segments:
         shapes = ",".join(f"{name}:{'x'.join(str(d) for d in dims)}" for name, dims in segment.shapes.items())
         command = [tool, f"--loadEngine={segment.plan}", f"--shapes={shapes}"]
         if segment.input_files:
             command.append("--loadInputs=" + ",".join(f"{n}:{p}" for n, p in segment.input_files.items()))
-        needs_plugin = any(
-            e["segment"] == segment.name and e.get("needs_plugin") for e in manifest["engines"]["files"]
-        )
-        if needs_plugin:
-            command.extend(plugin_flag(manifest, folder))
+        if engines.entry(segment.name).needs_plugin:
+            command.extend(plugin_flag(artifact))
         command += [
             "--useCudaGraph", "--noDataTransfers", "--separateProfileRun", "--dumpProfile",
             f"--iterations={iterations}", f"--warmUp={warmup_ms}",
@@ -151,7 +149,7 @@ def run_tool(command: list[str], times_file: Path) -> list[float]:
 
 
 def time_in_python(
-    folder: Path, segments: list[SegmentShapes], *, iterations: int, warmup: int, progress: Progress
+    artifact: Artifact, segments: list[SegmentShapes], *, iterations: int, warmup: int, progress: Progress
 ) -> list[SegmentTiming]:
     """CUDA-event timing of each plan with the recorded inputs (median of `iterations` after warm-up)."""
     if not torch.cuda.is_available():
@@ -159,20 +157,13 @@ def time_in_python(
             "timing the plans needs an NVIDIA GPU and none is visible: use --print-commands to get "
             "the trtexec commands and run them on the target machine"
         )
-    from earlytom.engines.builders import load_builder
-    from earlytom.engines.runner import TrtSegment
+    from earlytom.engines.runner import tensorrt_executors
 
-    manifest = read_manifest(folder)
-    trt = load_builder(manifest["engines"]["builder"]).module
-    if manifest["engines"].get("plugin"):
-        from earlytom.trt_plugins.registry import load_plugin_library
-
-        load_plugin_library(trt, folder / manifest["engines"]["plugin"]["file"])
-    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    executors = {e.spec.name: e for e in tensorrt_executors(artifact, torch.device("cuda"))}
     timings = []
     for segment in segments:
         progress(f"timing {segment.name} at {segment.frames} frames")
-        engine = TrtSegment(trt, runtime, segment.plan)
+        engine = executors[segment.name]
         feed = _feed(segment)
         for _ in range(warmup):
             engine(feed)
@@ -221,24 +212,24 @@ def profile_artifacts(
         raise MissingDependencyError(
             "profiling records shapes with onnxruntime: pip install 'earlytom[onnx]'"
         ) from exc
-    folder = Path(folder)
+    artifact = Artifact.read(Path(folder))
+    engines = _engines(artifact)
     out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="earlytom-profile-"))
     progress(f"running the exported segments once on {video} ({num_frames} frames) to record shapes")
-    segments = record_shapes(folder, Path(video), num_frames, out_dir / "inputs")
-    manifest = read_manifest(folder)
-    commands = tool_commands(folder, segments, times_dir=out_dir, iterations=iterations, warmup_ms=500)
+    segments = record_shapes(artifact, Path(video), num_frames, out_dir / "inputs")
+    commands = tool_commands(artifact, segments, times_dir=out_dir, iterations=iterations, warmup_ms=500)
     report: dict[str, Any] = {
-        "folder": str(folder.resolve()),
+        "folder": str(artifact.folder.resolve()),
         "video": str(video),
         "frames_per_segment": {s.name: s.frames for s in segments},
         "commands": [shlex.join(c) for c in commands],
-        "builder": manifest["engines"]["builder"],
+        "builder": engines.builder,
         "method": None,
         "segments": [],
     }
     if commands_only:
         return report
-    tool = TOOLS[manifest["engines"]["builder"]]
+    tool = TOOLS[engines.builder]
     if shutil.which(tool):
         progress(f"running {tool} per plan")
         timings = [
@@ -248,7 +239,7 @@ def profile_artifacts(
         report["method"] = tool
     else:
         progress(f"{tool} is not on PATH: timing each plan from Python with CUDA events")
-        timings = time_in_python(folder, segments, iterations=iterations, warmup=warmup, progress=progress)
+        timings = time_in_python(artifact, segments, iterations=iterations, warmup=warmup, progress=progress)
         report["method"] = "python-cuda-events"
         report["device"] = torch.cuda.get_device_name()
     report["segments"] = [t.to_dict() for t in timings]

@@ -1,28 +1,37 @@
-"""export_onnx: model -> validated ONNX segments and the manifest's first part (DESIGN §4, §7)."""
+"""export_segments: model -> validated ONNX stages and their typed artifact (DESIGN §4, §7)."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from earlytom.artifact import (
+    FORMAT,
+    Artifact,
+    Geometry,
+    Manifest,
+    ModelEntry,
+    ValidationSummary,
+    config_sha256,
+    package_versions,
+    write_json_atomic,
+)
+from earlytom.compression import tie_band_for
 from earlytom.config import EarlyTomConfig
 from earlytom.errors import ExportError, ValidationError
-from earlytom.exporter.manifest import FORMAT, config_sha256, versions, write_json_atomic
 from earlytom.exporter.onnx_export import SegmentFile, export_segment
 from earlytom.exporter.validate import ValidationReport, validate_segments
-from earlytom.models.encoder import planner_for
-from earlytom.models.segments import EncoderSegment, FinalSegment, build_segments
-from earlytom.models.vision import VisionSide, load_vision_side
+from earlytom.models.segments import build_stages
+from earlytom.models.vision import LoadedVision, VisionSide, load_vision_side
 from earlytom.ops.onnx_function import ONNX_OPSET
+from earlytom.vision_path import planner_for
 
 Progress = Callable[[str], None]
 PRECISIONS = {"float16": torch.float16, "float32": torch.float32}
@@ -60,34 +69,13 @@ class ExportSpec:
             raise ExportError(f"validation video {self.validation_video} does not exist")
 
 
-def export_onnx(spec: ExportSpec, folder: Path, progress: Progress = lambda _: None) -> dict[str, Any]:
-    """Write segment .onnx files and validation.json into `folder`; return the manifest (no engines yet)."""
+def export_segments(spec: ExportSpec, folder: Path, progress: Progress = lambda _: None) -> Artifact:
+    """Every stage's .onnx and validation.json in `folder`, validated: the artifact (no engines yet)."""
     progress(f"loading the vision side of {spec.model}")
-    vision, source = load_vision_side(
-        spec.model, random_weights=spec.random_weights, cache_dir=spec.cache_dir
-    )
+    loaded = load_vision_side(spec.model, random_weights=spec.random_weights, cache_dir=spec.cache_dir)
+    vision = loaded.vision
     spec.config.check_model(vision_layers=vision.num_layers, language_layers=None)
-    exported = copy.deepcopy(vision).to(PRECISIONS[spec.precision])
-    encoders, final = build_segments(exported, spec.config, attention_chunk=None)
-    files: list[SegmentFile] = []
-    modules: list[EncoderSegment | FinalSegment] = [*encoders, final]
-    for module in modules:
-        start = time.perf_counter()
-        layers = f"layers {module.spec.first_layer}-{module.spec.stop_layer - 1}"
-        progress(f"exporting {module.spec.name} ({layers}) to ONNX, {spec.precision}")
-        files.append(
-            export_segment(
-                module,
-                exported,
-                folder / f"{module.spec.name}.onnx",
-                PRECISIONS[spec.precision],
-                spec.opset,
-                inline_token_select=spec.token_select == "onnx",
-            )
-        )
-        progress(f"exported {module.spec.name}.onnx in {time.perf_counter() - start:.1f} s")
-    del exported, encoders, final, modules, module  # free the fp16 copy before validation
-
+    files = _export_stages(spec, vision, folder, progress)
     report = _validate(spec, vision, files, progress)
     write_json_atomic(folder / "validation.json", report.to_dict())
     if not report.passed:
@@ -99,20 +87,50 @@ def export_onnx(spec: ExportSpec, folder: Path, progress: Progress = lambda _: N
             f"report: {kept}",
             report,
         )
-    return {
-        "format": FORMAT,
-        "model": {"name": spec.model, "source": source, "weights_sha256": weights_sha256(vision)},
-        "earlytom_config": spec.config.to_dict(),
-        "config_sha256": config_sha256(spec.config),
-        "precision": spec.precision,
-        "opset": spec.opset,
-        "token_select": spec.token_select,
-        "geometry": _geometry(vision),
-        "segments": [f.to_dict(folder) for f in files],
-        "versions": versions(),
-        "validation": report.summary(),
-        "engines": None,
-    }
+    if report.near_tie_flips:
+        progress(f"{len(report.near_tie_flips)} near-tie decision flip(s) reported in validation.json")
+    return Artifact(folder, _manifest(spec, loaded, files, report)).checked()
+
+
+def _export_stages(
+    spec: ExportSpec, vision: VisionSide, folder: Path, progress: Progress
+) -> list[SegmentFile]:
+    exported = copy.deepcopy(vision).to(PRECISIONS[spec.precision])  # fp32 `vision` stays the reference
+    files: list[SegmentFile] = []
+    for module in build_stages(exported, spec.config, attention_chunk=None):
+        start = time.perf_counter()
+        layers = module.spec.layers
+        what = f"layers {layers[0]}-{layers[1]}" if layers else module.spec.kind
+        progress(f"exporting {module.spec.name} ({what}) to ONNX, {spec.precision}")
+        path = folder / f"{module.spec.name}.onnx"
+        inline = spec.token_select == "onnx"
+        files.append(
+            export_segment(
+                module, exported, path, PRECISIONS[spec.precision], spec.opset, inline_token_select=inline
+            )
+        )
+        progress(f"exported {path.name} in {time.perf_counter() - start:.1f} s")
+    return files
+
+
+def _manifest(
+    spec: ExportSpec, loaded: LoadedVision, files: list[SegmentFile], report: ValidationReport
+) -> Manifest:
+    summary = report.summary()
+    return Manifest(
+        format=FORMAT,
+        model=ModelEntry(spec.model, loaded.source, loaded.fingerprint),
+        config=spec.config,
+        config_sha256=config_sha256(spec.config),
+        precision=spec.precision,
+        tie_band=tie_band_for(spec.precision),
+        opset=spec.opset,
+        token_select=spec.token_select,
+        geometry=_geometry(loaded.vision),
+        segments=tuple(f.entry(files[0].path.parent) for f in files),
+        versions=package_versions(),
+        validation=ValidationSummary(**(summary | {"cases": tuple(summary["cases"])})),
+    )
 
 
 def _validate(
@@ -131,14 +149,14 @@ def _validate(
     cases["random frames (seed 0)"] = (
         torch.rand(spec.validation_frames, 3, size, size, generator=generator) * 2 - 1
     )
-    reference, final = build_segments(vision, spec.config)
+    reference = build_stages(vision, spec.config)
     progress(f"validating in ONNX Runtime against the fp32 PyTorch reference: {', '.join(cases)}")
     start = time.perf_counter()
     report = validate_segments(
         files,
-        [*reference, final],
+        reference,
         cases,
-        planner_for(spec.config),
+        planner_for(spec.config, tie_band=tie_band_for(spec.precision)),
         precision=spec.precision,
         tokens_per_frame=vision.pooled_tokens_per_frame,
     )
@@ -151,21 +169,12 @@ def _validate(
     return report
 
 
-def _geometry(vision: VisionSide) -> dict[str, int]:
-    return {
-        "image_size": vision.image_size,
-        "tokens_per_frame": vision.tokens_per_frame,
-        "pooled_tokens_per_frame": vision.pooled_tokens_per_frame,
-        "vision_hidden_size": vision.hidden_size,
-        "llm_hidden_size": int(vision.image_newline.shape[0]),
-        "vision_layers": vision.num_layers,
-    }
-
-
-def weights_sha256(vision: VisionSide) -> str:
-    """Hash of the exported tensors (names and fp32 values), whatever checkpoint layout they came from."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(vision.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+def _geometry(vision: VisionSide) -> Geometry:
+    return Geometry(
+        image_size=vision.image_size,
+        tokens_per_frame=vision.tokens_per_frame,
+        pooled_tokens_per_frame=vision.pooled_tokens_per_frame,
+        vision_hidden_size=vision.hidden_size,
+        llm_hidden_size=int(vision.image_newline.shape[0]),
+        vision_layers=vision.num_layers,
+    )

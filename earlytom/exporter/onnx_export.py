@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -15,63 +14,59 @@ from typing import Any
 
 import torch
 
-from earlytom.models.segments import EncoderSegment, FinalSegment, SegmentSpec
+from earlytom.artifact import SegmentEntry, TensorEntry, file_sha256
+from earlytom.models.segments import ACTIVATION, FRAMES, SELECTED, SegmentSpec, StageModule, TensorSpec
 from earlytom.models.vision import VisionSide
 
 # A shape-only example: the exporter traces with fake tensors, so the values never matter, and
 # 2 frames avoids torch.export's specialisation of sizes 0 and 1.
 EXAMPLE_FRAMES = 2
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    dtype: str  # "float16", "float32", "int64"
-    shape: tuple[int | str, ...]  # "frames" / "tokens" for dynamic dimensions
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+MAX_FRAMES = 4096
 
 
 @dataclass(frozen=True)
 class SegmentFile:
     spec: SegmentSpec
     path: Path
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
+    inputs: tuple[TensorEntry, ...]
+    outputs: tuple[TensorEntry, ...]
     sha256: str
 
-    def to_dict(self, root: Path) -> dict[str, Any]:
-        return {
-            "name": self.spec.name,
-            "file": str(self.path.relative_to(root)),
-            "layers": [self.spec.first_layer, self.spec.stop_layer - 1]
-            if self.spec.stop_layer > self.spec.first_layer
-            else [],
-            "inputs": [t.to_dict() for t in self.inputs],
-            "outputs": [t.to_dict() for t in self.outputs],
-            "sha256": self.sha256,
-        }
+    def entry(self, root: Path) -> SegmentEntry:
+        return SegmentEntry(
+            name=self.spec.name,
+            kind=self.spec.kind,
+            file=str(self.path.relative_to(root)),
+            layers=self.spec.layers or (),
+            inputs=self.inputs,
+            outputs=self.outputs,
+            sha256=self.sha256,
+        )
 
 
-def example_inputs(vision: VisionSide, spec: SegmentSpec, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    frames, tokens = EXAMPLE_FRAMES, vision.tokens_per_frame
-    width = vision.hidden_size  # D
-    size = vision.image_size
+def example_input(vision: VisionSide, tensor: TensorSpec, dtype: torch.dtype) -> torch.Tensor:
+    """A tensor of the declared rank and type; frame axis EXAMPLE_FRAMES, N unlike the frame count."""
+    frames, tokens, size = EXAMPLE_FRAMES, vision.tokens_per_frame, vision.image_size
+    float_type = dtype if tensor.dtype == ACTIVATION else torch.float32
+    shapes = {
+        "pixel_values": (frames, 3, size, size),
+        "hidden": (frames, tokens, vision.hidden_size),
+        "features": (frames, tokens, int(vision.image_newline.shape[0])),
+        "scores": (frames, tokens),
+    }
+    if tensor.name in shapes:
+        return torch.full(shapes[tensor.name], 1.0 / tokens, dtype=float_type)
     table = {
-        "pixel_values": torch.zeros(frames, 3, size, size, dtype=dtype),
-        "hidden": torch.zeros(frames, tokens, width, dtype=dtype),
-        "scores": torch.full((frames, tokens), 1.0 / tokens),
         "frame_kind": torch.zeros(frames, dtype=torch.int64),
         "budget": torch.tensor([1, 1]),
         # A length unlike the frame count, so that the exporter keeps the two dimensions apart.
         "token_slots": torch.arange(frames + 1),
     }
-    return {name: table[name] for name in spec.inputs}
+    return table[tensor.name]
 
 
 def export_segment(
-    module: EncoderSegment | FinalSegment,
+    module: StageModule,
     vision: VisionSide,
     path: Path,
     dtype: torch.dtype,
@@ -79,7 +74,7 @@ def export_segment(
     *,
     inline_token_select: bool = False,
 ) -> SegmentFile:
-    """Export one segment module to `path`: a dynamic frame axis, and `selected` on token_slots.
+    """Export one stage module to `path` with the dynamic axes its spec declares.
 
     `inline_token_select` replaces the TokenSelect node by its function body (standard ops only).
     """
@@ -90,21 +85,20 @@ def export_segment(
     )
 
     spec = module.spec
-    inputs = example_inputs(vision, spec, dtype)
-    frames = torch.export.Dim("frames", min=1, max=4096)
-    selected = torch.export.Dim("selected", min=1, max=4096 * 729)
-    dynamic = {
-        name: ({0: selected} if name == "token_slots" else {0: frames} if name != "budget" else None)
-        for name, tensor in inputs.items()
+    inputs = tuple(example_input(vision, tensor, dtype) for tensor in spec.inputs)
+    axes = {
+        FRAMES: torch.export.Dim("frames", min=1, max=MAX_FRAMES),
+        SELECTED: torch.export.Dim("selected", min=1, max=MAX_FRAMES * vision.tokens_per_frame),
     }
+    dynamic = tuple({0: axes[t.axis]} if t.axis else None for t in spec.inputs)
     with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter():
         warnings.simplefilter("ignore")  # tracer chatter (deprecations inside torch/transformers)
         program = torch.onnx.export(
             module,
-            tuple(inputs.values()),
-            input_names=list(spec.inputs),
-            output_names=list(spec.outputs),
-            dynamic_shapes=tuple(dynamic.values()),
+            inputs,
+            input_names=list(spec.input_names),
+            output_names=list(spec.output_names),
+            dynamic_shapes=dynamic,
             opset_version=opset,
             dynamo=True,
             external_data=False,
@@ -112,32 +106,34 @@ def export_segment(
             optimize=True,
             verbose=False,
         )
-    assert program is not None
+    if program is None:
+        raise RuntimeError(f"torch.onnx.export returned no program for {spec.name}")
     model = attach_token_select_function(program.model_proto)
     if inline_token_select:
         model = inline_token_select_function(model)
-    _rename_dims(model)
+    _rename_dims(model, spec)
     _save_atomic(model, path)
     return SegmentFile(spec, path, *_io_info(model), sha256=file_sha256(path))
 
 
-def _rename_dims(model: Any) -> None:
-    """Name the symbolic dimensions: `frames` on inputs, `selected` (+1 with the newline) on outputs."""
-    names = {"video_tokens": "selected+1", "token_index": "selected", "token_slots": "selected"}
+def _rename_dims(model: Any, spec: SegmentSpec) -> None:
+    """Name the symbolic dimensions after the declared axes (`selected+1` with the newline row)."""
+    axes = {t.name: t.axis for t in (*spec.inputs, *spec.outputs)}
     for value in [*model.graph.input, *model.graph.output]:
+        axis = axes.get(value.name) or FRAMES
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param:
-                dim.dim_param = names.get(value.name, "frames")
+                dim.dim_param = "selected+1" if value.name == "video_tokens" else axis
 
 
-def _io_info(model: Any) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+def _io_info(model: Any) -> tuple[tuple[TensorEntry, ...], tuple[TensorEntry, ...]]:
     from onnx import helper
 
-    def info(value: Any) -> TensorInfo:
+    def info(value: Any) -> TensorEntry:
         tensor = value.type.tensor_type
         dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
         shape = tuple(d.dim_param or d.dim_value for d in tensor.shape.dim)
-        return TensorInfo(value.name, dtype, shape)
+        return TensorEntry(value.name, dtype, shape)
 
     return tuple(info(v) for v in model.graph.input), tuple(info(v) for v in model.graph.output)
 
@@ -161,11 +157,3 @@ def _quiet_exporter() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

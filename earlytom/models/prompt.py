@@ -74,3 +74,21 @@ def build_input_ids(
         + tokenizer.encode(after, add_special_tokens=False)
     )
     return torch.tensor([ids], dtype=torch.long)
+
+
+def embed_prompt(
+    model: Any, input_ids: torch.Tensor, video: torch.Tensor, *, video_token_id: int
+) -> torch.Tensor:
+    """inputs_embeds (1, L, C) with the video tokens (N+1, C) scattered onto the placeholders.
+
+    Give `input_ids` on the CPU (as build_input_ids makes them): the placeholder count is then
+    checked without a device sync, and the ids move to the embedding's device here.
+    """
+    placeholders = int((input_ids.cpu() == video_token_id).sum())
+    if placeholders != video.shape[0]:
+        raise ValueError(f"{placeholders} video placeholders for {video.shape[0]} video tokens")
+    table = model.get_input_embeddings()
+    input_ids = input_ids.to(table.weight.device)
+    embeds = table(input_ids)  # (1, L, C)
+    mask = input_ids == video_token_id  # (1, L)
+    return embeds.masked_scatter(mask[..., None], video.to(embeds.device, embeds.dtype))

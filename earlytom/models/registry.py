@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,15 @@ class LoadedModel:
     model: Any  # LlavaOnevisionForConditionalGeneration, eval mode
     tokenizer: Any
     source: str  # a folder, or "random weights"
+    checkpoint: Path | None = None  # the folder the weights came from; None for random weights
+    random_label: str = ""  # how random weights were drawn (their fingerprint)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The checkpoint's vision fingerprint, from its files on the CPU (not the live tensors)."""
+        from earlytom.models.fingerprint import checkpoint_fingerprint
+
+        return checkpoint_fingerprint(self.checkpoint) if self.checkpoint is not None else self.random_label
 
     @property
     def video_token_id(self) -> int:
@@ -71,7 +81,9 @@ def load_model(
     if spec is not None and random_weights:
         return _random(spec, device, dtype, cache_dir)
     if spec is not None:
-        return _from_folder(spec.name, spec.hub_id or spec.name, device, dtype, hub=True)
+        loaded = _from_folder(spec.name, spec.hub_id or spec.name, device, dtype, hub=True)
+        loaded.checkpoint = resolve_checkpoint(spec.name, cache_dir=cache_dir)
+        return loaded
     if Path(name_or_path).is_dir():
         return _from_folder(name_or_path, Path(name_or_path), device, dtype)
     raise ModelError(
@@ -124,12 +136,14 @@ def _from_folder(
         raise ModelError(
             f"'{where}' is not a loadable LLaVA-OneVision checkpoint: {_first_line(exc)}"
         ) from exc
-    return LoadedModel(name, model.to(device).eval(), tokenizer, str(where))
+    folder = Path(where) if not hub else None  # a hub id is resolved to its cache folder by the caller
+    return LoadedModel(name, model.to(device).eval(), tokenizer, str(where), checkpoint=folder)
 
 
 def _random(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_dir: Path | None) -> LoadedModel:
     from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
 
+    from earlytom.models.fingerprint import random_fingerprint
     from earlytom.models.tiny import tiny_path
 
     config = architecture_config(spec.name)
@@ -148,7 +162,8 @@ def _random(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_dir
         # No real tokenizer cached: the tiny one's ids all exist in the real vocabulary, which is
         # enough to time the architecture (the weights are random anyway).
         tokenizer = AutoTokenizer.from_pretrained(tiny_path(cache_dir))
-    return LoadedModel(spec.name, model.eval(), tokenizer, "random weights")
+    label = random_fingerprint(spec.name, f"model on {device.type}")
+    return LoadedModel(spec.name, model.eval(), tokenizer, "random weights", random_label=label)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,8 +1,13 @@
-"""The compressing encoder cut at its merge points (DESIGN §4): one nn.Module per segment.
+"""The vision path cut into stages (DESIGN §4): one nn.Module per stage, declared I/O per stage.
 
-The torch backend runs these modules eagerly and the exporter traces the very same modules to
-ONNX, so every backend executes one definition. Between segments the merge planner
-(`earlytom.compression.planner`) runs, whatever executed the segment.
+Stages, in order: encoder segments (SigLIP layers up to each merge point), the head (remaining
+layers and the projector) and the select stage (bilinear pooling, TokenSelect, the newline). The
+torch backend runs these modules eagerly and the exporter traces the very same modules, so every
+backend executes one definition and every stage boundary means the same work on every backend.
+Between encoder segments a planner (`earlytom.vision_path.planners`) runs, whatever executed them.
+
+Every tensor a stage reads or writes is declared here once (`TensorSpec`): the exporter, the
+validator, the engine builder's profiles, the profiler and every executor read these specs.
 """
 
 from __future__ import annotations
@@ -17,54 +22,87 @@ from earlytom.config import EarlyTomConfig
 from earlytom.models.attention import layer_with_received_attention
 from earlytom.models.vision import VisionSide, pool_grid
 
-SELECT_INPUTS = ("hidden", "scores", "frame_kind", "budget", "token_slots")
-FINAL_OUTPUTS = ("video_tokens", "token_index")
+FRAMES, SELECTED = "frames", "selected"  # the two dynamic axes
+ACTIVATION = "activation"  # the graph's precision (float16 or float32)
+METHODS = ("earlytom", "post-encoder", "stock")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named stage input or output: its element type and its dynamic first axis."""
+
+    name: str
+    dtype: str  # ACTIVATION, "float32" or "int64"
+    rank: int
+    axis: str | None  # FRAMES, SELECTED, or None for a static shape
+
+
+PIXELS = TensorSpec("pixel_values", ACTIVATION, 4, FRAMES)  # (T, 3, H, W)
+HIDDEN = TensorSpec("hidden", ACTIVATION, 3, FRAMES)  # (T, S, D)
+HIDDEN_OUT = TensorSpec("hidden_out", ACTIVATION, 3, FRAMES)  # ONNX forbids an input and output of one name
+SCORES = TensorSpec("scores", "float32", 2, FRAMES)  # (T, S) received attention
+FEATURES = TensorSpec("features", ACTIVATION, 3, FRAMES)  # (T, S, C) projected
+FRAME_KIND = TensorSpec("frame_kind", "int64", 1, FRAMES)  # (T,) 0 dynamic, 1 static
+BUDGET = TensorSpec("budget", "int64", 1, None)  # (2,) k_d, k_s
+TOKEN_SLOTS = TensorSpec("token_slots", "int64", 1, SELECTED)  # (N,) only its length is read
+VIDEO_TOKENS = TensorSpec("video_tokens", ACTIVATION, 2, SELECTED)  # (N + 1, C), newline last
+TOKEN_INDEX = TensorSpec("token_index", "int64", 2, SELECTED)  # (N, 2) (frame, pooled position)
+SELECT_INPUTS = (FEATURES, SCORES, FRAME_KIND, BUDGET, TOKEN_SLOTS)
 
 
 @dataclass(frozen=True)
 class SegmentSpec:
-    """Which encoder layers a segment runs, and its named inputs and outputs.
-
-    Encoder segments read `pixel_values` or `hidden` and write `hidden_out` (ONNX forbids an input
-    and an output of one name) and, at the last prune layer, `scores`.
-    """
+    """One stage: its kind, the encoder layers it runs [first, stop), and its declared I/O."""
 
     name: str
+    kind: str  # "encoder", "head" or "select"
     first_layer: int
     stop_layer: int  # exclusive
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
 
     @property
-    def is_final(self) -> bool:
-        return self.outputs == FINAL_OUTPUTS
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.outputs)
 
     @property
     def scores_out(self) -> bool:
-        return "scores" in self.outputs
+        return SCORES in self.outputs
+
+    @property
+    def layers(self) -> tuple[int, int] | None:
+        """Inclusive [first, last] encoder layers, None when the stage runs no layer."""
+        return (self.first_layer, self.stop_layer - 1) if self.stop_layer > self.first_layer else None
 
 
-def plan_segments(config: EarlyTomConfig, num_layers: int) -> tuple[SegmentSpec, ...]:
-    """Segments for a compression setting: cut after each prune layer, then the final segment.
+def plan_segments(
+    config: EarlyTomConfig, num_layers: int, method: str = "earlytom"
+) -> tuple[SegmentSpec, ...]:
+    """The stages of a method: encoder segments cut at the merge points, then head and select.
 
-    With compression off there is one encoder segment of all layers and a final segment with
-    none (it only projects and pools).
+    earlytom cuts after each prune layer (the last one also scores); post-encoder runs every layer
+    in one segment that scores its last layer; stock (or compression off) runs every layer and
+    keeps every token.
     """
-    cuts = list(config.prune_layers) if config.enabled else [num_layers - 1]
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}")
+    stock = method == "stock" or not config.enabled
+    cuts = list(config.prune_layers) if method == "earlytom" and not stock else [num_layers - 1]
     specs, first = [], 0
     for i, layer in enumerate(cuts):
-        scoring = config.enabled and i == len(cuts) - 1
-        specs.append(
-            SegmentSpec(
-                name=f"segment{i}",
-                first_layer=first,
-                stop_layer=layer + 1,
-                inputs=("pixel_values",) if i == 0 else ("hidden",),
-                outputs=("hidden_out", "scores") if scoring else ("hidden_out",),
-            )
-        )
+        scoring = not stock and i == len(cuts) - 1
+        outputs = (HIDDEN_OUT, SCORES) if scoring else (HIDDEN_OUT,)
+        source = PIXELS if i == 0 else HIDDEN
+        specs.append(SegmentSpec(f"segment{i}", "encoder", first, layer + 1, (source,), outputs))
         first = layer + 1
-    specs.append(SegmentSpec("final", first, num_layers, SELECT_INPUTS, FINAL_OUTPUTS))
+    specs.append(SegmentSpec("head", "head", first, num_layers, (HIDDEN,), (FEATURES,)))
+    select_inputs = (FEATURES,) if stock else SELECT_INPUTS
+    select_outputs = (VIDEO_TOKENS,) if stock else (VIDEO_TOKENS, TOKEN_INDEX)
+    specs.append(SegmentSpec("select", "select", num_layers, num_layers, select_inputs, select_outputs))
     return tuple(specs)
 
 
@@ -89,7 +127,7 @@ class EncoderSegment(nn.Module):
     def __init__(self, vision: VisionSide, spec: SegmentSpec, *, attention_chunk: int | None = 8) -> None:
         super().__init__()
         self.spec = spec
-        self.embeddings = vision.embeddings if spec.inputs == ("pixel_values",) else None
+        self.embeddings = vision.embeddings if spec.inputs == (PIXELS,) else None
         self.layers = nn.ModuleList(vision.layers[spec.first_layer : spec.stop_layer])
         # Chunking bounds eager memory; an exported graph has a symbolic frame count, so no chunks.
         self.attention_chunk = attention_chunk
@@ -102,8 +140,8 @@ class EncoderSegment(nn.Module):
         return (hidden,) if scores is None else (hidden, scores)
 
 
-class FinalSegment(nn.Module):
-    """Remaining layers, projector, bilinear pooling, TokenSelect and the newline token."""
+class HeadSegment(nn.Module):
+    """hidden (T', S, D) -> features (T', S, C): the layers after the last cut, then the projector."""
 
     spec: SegmentSpec
 
@@ -112,50 +150,58 @@ class FinalSegment(nn.Module):
         self.spec = spec
         self.layers = nn.ModuleList(vision.layers[spec.first_layer : spec.stop_layer])
         self.projector = vision.projector
+
+    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor]:
+        hidden = run_layers(self.layers, hidden, scoring=False, attention_chunk=None)[0]  # (T, S, D)
+        return (self.projector(hidden),)
+
+
+class SelectSegment(nn.Module):
+    """Bilinear pooling, TokenSelect (skipped for the stock path: every token) and the newline."""
+
+    spec: SegmentSpec
+
+    def __init__(self, vision: VisionSide, spec: SegmentSpec) -> None:
+        super().__init__()
+        self.spec = spec
         self.image_newline = vision.image_newline  # (C,)
         self.grid = vision.grid
 
-    def run_layers(self, hidden: torch.Tensor) -> torch.Tensor:
-        return run_layers(self.layers, hidden, scoring=False, attention_chunk=None)[0]  # (T, S, D)
-
-    def pool(self, features: torch.Tensor) -> torch.Tensor:
-        return pool_grid(features, self.grid)  # (T, P, C)
-
-    def newline(self, dtype: torch.dtype) -> torch.Tensor:
-        return self.image_newline[None].to(dtype)  # (1, C)
-
-    def select(
+    def forward(
         self,
         features: torch.Tensor,
-        scores: torch.Tensor,
-        frame_kind: torch.Tensor,
-        budget: torch.Tensor,
-        token_slots: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """features (T, S, C), scores (T, S) -> video_tokens (N + 1, C), token_index (N, 2)."""
-        pooled = self.pool(features)  # (T, P, C)
+        scores: torch.Tensor | None = None,
+        frame_kind: torch.Tensor | None = None,
+        budget: torch.Tensor | None = None,
+        token_slots: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """features (T, S, C) [, scores (T, S), frame_kind, budget, token_slots] -> (N + 1, C) [, (N, 2)]."""
+        pooled = pool_grid(features, self.grid)  # (T, P, C)
+        if scores is None or frame_kind is None or budget is None or token_slots is None:
+            # stock: every pooled token, frame after frame, as HF
+            tokens = pooled.flatten(0, 1)  # (T·P, C)
+            return (torch.cat([tokens, self.image_newline[None].to(tokens.dtype)]),)
         # Scores get the same pooling, in fp32: (T, S) -> (T, S, 1) -> (T, P, 1) -> (T, P).
-        pooled_scores = self.pool(scores.float()[..., None]).squeeze(-1)
+        pooled_scores = pool_grid(scores.float()[..., None], self.grid).squeeze(-1)
         tokens, index = torch.ops.earlytom.token_select(
             pooled, pooled_scores, frame_kind, budget, token_slots
         )
-        return torch.cat([tokens, self.newline(tokens.dtype)]), index
-
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        scores: torch.Tensor,
-        frame_kind: torch.Tensor,
-        budget: torch.Tensor,
-        token_slots: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.projector(self.run_layers(hidden))  # (T, S, C)
-        return self.select(features, scores, frame_kind, budget, token_slots)
+        return torch.cat([tokens, self.image_newline[None].to(tokens.dtype)]), index
 
 
-def build_segments(
-    vision: VisionSide, config: EarlyTomConfig, *, attention_chunk: int | None = 8
-) -> tuple[list[EncoderSegment], FinalSegment]:
-    specs = plan_segments(config, vision.num_layers)
-    encoders = [EncoderSegment(vision, spec, attention_chunk=attention_chunk) for spec in specs[:-1]]
-    return encoders, FinalSegment(vision, specs[-1])
+StageModule = EncoderSegment | HeadSegment | SelectSegment
+
+
+def build_stages(
+    vision: VisionSide, config: EarlyTomConfig, *, method: str = "earlytom", attention_chunk: int | None = 8
+) -> list[StageModule]:
+    """One module per stage of `plan_segments`, sharing the vision side's weights."""
+    modules: list[StageModule] = []
+    for spec in plan_segments(config, vision.num_layers, method):
+        if spec.kind == "encoder":
+            modules.append(EncoderSegment(vision, spec, attention_chunk=attention_chunk))
+        elif spec.kind == "head":
+            modules.append(HeadSegment(vision, spec))
+        else:
+            modules.append(SelectSegment(vision, spec))
+    return modules

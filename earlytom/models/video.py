@@ -1,20 +1,26 @@
-"""Video decoding and uniform frame sampling with PyAV.
+"""Video decoding and uniform frame sampling: PyAV, else OpenCV; or a frames file.
 
 The sampling matches the LLaVA-OneVision reference: `num_frames` indices spread uniformly over the
 whole clip with `numpy.linspace(0, total - 1, num_frames).astype(int)`, so a clip shorter than
 `num_frames` repeats frames instead of returning fewer.
 
+Decoders, imported only when a video is decoded (`import earlytom` never needs one):
+  * PyAV, the reference, when installed;
+  * else OpenCV (`opencv-python-headless`), whose FFmpeg build yields the same RGB pixels on the
+    usual codecs (tested against PyAV on written clips and on jobs.mp4);
+  * a `.npz` frames file (`earlytom.models.frames_file`) needs neither: `load_video` reads one
+    transparently, so a machine without a decoder can be handed frames decoded elsewhere.
+
 This is on the time-to-first-token path, so the work is kept small:
-  * the frame count comes from demuxing packets (no decoding), which is cheap and exact for the
-    usual containers, unlike the container's `frames` metadata which is often 0 or approximate;
-  * the stream is then decoded once with frame threading, and only the sampled frames are
-    converted to RGB (the YUV->RGB conversion dominates the per-frame cost after decoding).
-If the decoded count disagrees with the packet count (corrupt tail, codecs with delayed or dropped
-frames), the indices are recomputed from the true count and the stream is decoded a second time:
-correctness first, and this path is rare.
+  * the frame count comes from demuxing packets (PyAV) or the stream header (OpenCV), no decoding;
+  * the stream is then decoded once, and only the sampled frames are converted to RGB (the
+    YUV->RGB conversion dominates the per-frame cost after decoding).
+If the decoded count disagrees with that count (corrupt tail, codecs with delayed or dropped
+frames, a header estimate), the indices are recomputed from the true count and the stream is
+decoded a second time: correctness first, and this path is rare.
 
 Display-rotation metadata (phone videos) is not applied, as in the reference's
-`frame.to_ndarray(format="rgb24")`: frames come out in their coded orientation.
+`frame.to_ndarray(format="rgb24")`: frames come out in their coded orientation with both decoders.
 """
 
 from __future__ import annotations
@@ -25,18 +31,16 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import av
 import numpy as np
 import torch
 
-from earlytom.errors import InputError, VideoError
+from earlytom.errors import InputError, MissingDependencyError, VideoError
 
-# Errors PyAV raises for unreadable input. av.FFmpegError subclasses also derive from the matching
-# builtins (ValueError, OSError...), OSError covers the filesystem, EOFError a truncated file.
-_AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError, ValueError, EOFError)
-
+DECODERS = ("auto", "pyav", "opencv")
 _FORMAT_HINT = "pass an .mp4/.mkv/.webm/.avi/.mov file with a video stream"
+_INSTALL = {"pyav": "pip install av", "opencv": "pip install opencv-python-headless"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,9 @@ class DecodedVideo:
     indices: tuple[int, ...]  # index of each sampled frame in the decoded stream
     total_frames: int  # number of decodable frames
     fps: float | None
-    path: Path
+    path: Path  # the file read: the video, or the frames file
+    decoder: str = ""  # what produced the pixels: "pyav" or "opencv" ("" not recorded)
+    source: str = ""  # the video's file name (for a frames file: the video it was decoded from)
 
 
 class ShortVideoWarning(UserWarning):
@@ -66,35 +72,33 @@ def sample_indices(total_frames: int, num_frames: int) -> list[int]:
     return np.linspace(0, total_frames - 1, num_frames).astype(int).tolist()
 
 
-def load_video(path: str | os.PathLike[str], num_frames: int = 32) -> DecodedVideo:
-    """Decode `path` and return `num_frames` uniformly sampled RGB frames.
+def load_video(path: str | os.PathLike[str], num_frames: int = 32, *, decoder: str = "auto") -> DecodedVideo:
+    """Decode `path` (or read a `.npz` frames file) and return `num_frames` uniformly sampled RGB frames.
 
+    `decoder`: "auto" (PyAV, else OpenCV), "pyav" or "opencv"; a frames file needs none.
     Raises VideoError (one-line message) when the file is missing, not a video, or has no
-    decodable frame, and InputError when `num_frames < 1`. Warns ShortVideoWarning when the video
-    has fewer frames than `num_frames` (frames are then repeated).
+    decodable frame, InputError when `num_frames < 1`, and MissingDependencyError when no decoder
+    is installed. Warns ShortVideoWarning when the video has fewer frames than `num_frames`
+    (frames are then repeated).
     """
     if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
         raise InputError(f"the number of frames must be a positive integer, got {num_frames!r}: pass e.g. 32")
     path = Path(path)
     _check_file(path)
+    from earlytom.models.frames_file import is_frames_file, load_frames_file
 
-    packet_count, fps = _probe(path)
-    indices = sample_indices(packet_count, num_frames) if packet_count > 0 else []
-    frames, decoded = _decode(path, indices)
-    if decoded == 0:
-        raise VideoError(f"'{path}' has a video stream but no decodable frame: pass a non-empty video")
-    if decoded != packet_count:
-        # The packet count was wrong (or zero): sample again from the real count.
-        indices = sample_indices(decoded, num_frames)
-        frames, decoded = _decode(path, indices)
-
-    if decoded < num_frames:
+    if is_frames_file(path):
+        video = load_frames_file(path, num_frames)
+    else:
+        video = _decode_sampled(path, num_frames, resolve_decoder(decoder))
+    if video.total_frames < num_frames:
         warnings.warn(
-            f"'{path}' has only {decoded} frames but {num_frames} were requested: frames are repeated",
+            f"'{path}' has only {video.total_frames} frames but {num_frames} were requested: "
+            "frames are repeated",
             ShortVideoWarning,
             stacklevel=2,
         )
-    return DecodedVideo(frames=frames, indices=tuple(indices), total_frames=decoded, fps=fps, path=path)
+    return video
 
 
 def load_video_reporting(
@@ -109,8 +113,74 @@ def load_video_reporting(
     return decoded
 
 
+def resolve_decoder(decoder: str = "auto") -> str:
+    """The installed decoder to use: "pyav" or "opencv"; MissingDependencyError when none is."""
+    if decoder not in DECODERS:
+        raise InputError(f"unknown video decoder '{decoder}': choose {', '.join(DECODERS)}")
+    for name in ("pyav", "opencv") if decoder == "auto" else (decoder,):
+        if _import(name) is not None:
+            return name
+    if decoder == "auto":
+        raise MissingDependencyError(
+            "decoding a video needs PyAV or OpenCV: pip install av (or opencv-python-headless), "
+            "or pass a .npz frames file"
+        )
+    raise MissingDependencyError(f"the '{decoder}' video decoder is not installed: {_INSTALL[decoder]}")
+
+
+def _import(name: str) -> Any:
+    """The decoder's module, or None when it cannot be imported (absent, or its libraries missing)."""
+    try:
+        if name == "pyav":
+            import av
+
+            return av
+        import cv2
+
+        return cv2
+    except ImportError:
+        return None
+
+
+def _decode_sampled(path: Path, num_frames: int, decoder: str) -> DecodedVideo:
+    count, fps = _probe(path, decoder)
+    indices = sample_indices(count, num_frames) if count > 0 else []
+    frames, decoded = _decode(path, indices, decoder)
+    if decoded == 0:
+        raise VideoError(f"'{path}' has a video stream but no decodable frame: pass a non-empty video")
+    if decoded != count:
+        # The first count was wrong (or zero): sample again from the real count.
+        indices = sample_indices(decoded, num_frames)
+        frames, decoded = _decode(path, indices, decoder)
+    return DecodedVideo(frames=frames, indices=tuple(indices), total_frames=decoded, fps=fps, path=path,
+                        decoder=decoder, source=path.name)  # fmt: skip
+
+
+def _probe(path: Path, decoder: str) -> tuple[int, float | None]:
+    """(frame count without decoding, fps)."""
+    return _probe_pyav(path) if decoder == "pyav" else _probe_opencv(path)
+
+
+def _decode(path: Path, indices: Sequence[int], decoder: str) -> tuple[torch.Tensor, int]:
+    """Decode the whole stream once; return (frames at `indices` as (T, H, W, 3) uint8, decoded count).
+
+    Only frames whose index is wanted are converted to RGB; the count covers every decodable frame.
+    If some index is beyond the decoded count the returned frames are incomplete, but the caller
+    then resamples from the count and decodes again.
+    """
+    return _decode_pyav(path, indices) if decoder == "pyav" else _decode_opencv(path, indices)
+
+
+def _positions(indices: Sequence[int]) -> dict[int, list[int]]:
+    """Frame index -> output positions (one index may be wanted several times: short videos repeat)."""
+    positions: dict[int, list[int]] = {}
+    for pos, index in enumerate(indices):
+        positions.setdefault(index, []).append(pos)
+    return positions
+
+
 def _check_file(path: Path) -> None:
-    """Filesystem problems get their own message (PyAV would report them as "not a video")."""
+    """Filesystem problems get their own message (a decoder would report them as "not a video")."""
     try:
         is_dir = stat.S_ISDIR(path.stat().st_mode)
     except (FileNotFoundError, NotADirectoryError) as exc:
@@ -119,26 +189,38 @@ def _check_file(path: Path) -> None:
         raise VideoError(f"cannot read video '{path}': {_reason(exc)}") from exc
     if is_dir:
         raise VideoError(f"cannot read video '{path}': it is a directory, pass a video file")
+    if not os.access(path, os.R_OK):
+        raise VideoError(f"cannot read video '{path}': permission denied, check its permissions")
 
 
 def _reason(exc: BaseException) -> str:
-    """A short one-line reason from a PyAV/OS error (its strerror, without the repeated path)."""
+    """A short one-line reason from a decoder/OS error (its strerror, without the repeated path)."""
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return " ".join(str(text).split())
 
 
-def _open(path: Path) -> av.container.InputContainer:
+# --- PyAV ---------------------------------------------------------------------------------------
+
+
+def _av_errors(av: Any) -> tuple[type[BaseException], ...]:
+    # av.FFmpegError subclasses also derive from the matching builtins (ValueError, OSError...),
+    # OSError covers the filesystem, EOFError a truncated file.
+    return (av.FFmpegError, OSError, ValueError, EOFError)
+
+
+def _open_pyav(path: Path) -> Any:
+    av = _import("pyav")
     try:
         return av.open(str(path), mode="r")
     except PermissionError as exc:  # av.error.PermissionError derives from it too
         raise VideoError(f"cannot read video '{path}': permission denied, check its permissions") from exc
-    except _AV_ERRORS as exc:
+    except _av_errors(av) as exc:
         raise VideoError(
             f"'{path}' is not a video file PyAV can open ({_reason(exc)}): {_FORMAT_HINT}"
         ) from exc
 
 
-def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+def _video_stream(container: Any, path: Path) -> Any:
     if not container.streams.video:
         kinds = ", ".join(sorted({s.type for s in container.streams}))
         found = f"only {kinds} streams" if kinds else "no streams at all"
@@ -146,9 +228,10 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.vide
     return container.streams.video[0]
 
 
-def _probe(path: Path) -> tuple[int, float | None]:
+def _probe_pyav(path: Path) -> tuple[int, float | None]:
     """(number of non-empty video packets, fps) by demuxing only."""
-    with _open(path) as container:
+    errors = _av_errors(_import("pyav"))
+    with _open_pyav(path) as container:
         stream = _video_stream(container, path)
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
@@ -158,26 +241,17 @@ def _probe(path: Path) -> tuple[int, float | None]:
             for packet in container.demux(stream):
                 if packet.size > 0:
                     count += 1
-        except _AV_ERRORS:
+        except errors:
             pass  # A damaged tail: the decode pass finds the real count and we resample.
     return count, fps
 
 
-def _decode(path: Path, indices: Sequence[int]) -> tuple[torch.Tensor, int]:
-    """Decode the whole stream once; return (frames at `indices` as (T, H, W, 3) uint8, decoded count).
-
-    Only frames whose index is wanted are converted to RGB; the count covers every decodable frame.
-    If some index is beyond the decoded count the returned frames are incomplete, but the caller
-    then resamples from the count and decodes again.
-    """
-    # One index may be wanted at several positions (short videos repeat frames).
-    positions: dict[int, list[int]] = {}
-    for pos, index in enumerate(indices):
-        positions.setdefault(index, []).append(pos)
-
+def _decode_pyav(path: Path, indices: Sequence[int]) -> tuple[torch.Tensor, int]:
+    errors = _av_errors(_import("pyav"))
+    positions = _positions(indices)
     out: torch.Tensor | None = None  # (T, H, W, 3), allocated at the first sampled frame
     decoded = 0
-    with _open(path) as container:
+    with _open_pyav(path) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"  # let FFmpeg decode with frame and slice threads
         try:
@@ -192,13 +266,64 @@ def _decode(path: Path, indices: Sequence[int]) -> tuple[torch.Tensor, int]:
                     for pos in wanted:
                         out[pos] = pixels
                 decoded += 1
-        except _AV_ERRORS as exc:
+        except errors as exc:
             if decoded == 0:
                 raise VideoError(
                     f"'{path}' has a video stream but no decodable frame ({_reason(exc)}): "
                     "pass a non-corrupt video"
                 ) from exc
             # A corrupt tail: keep the frames decoded so far, they are what the clip has.
-    if out is None:
-        out = torch.empty((len(indices), 0, 0, 3), dtype=torch.uint8)
-    return out, decoded
+    return _or_empty(out, indices), decoded
+
+
+def _or_empty(out: torch.Tensor | None, indices: Sequence[int]) -> torch.Tensor:
+    return out if out is not None else torch.empty((len(indices), 0, 0, 3), dtype=torch.uint8)
+
+
+# --- OpenCV -------------------------------------------------------------------------------------
+
+
+def _open_opencv(path: Path) -> tuple[Any, Any]:
+    cv2 = _import("opencv")
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()  # OpenCV gives no reason: audio-only, not a video, or an unknown codec
+        raise VideoError(f"'{path}' is not a video file OpenCV can open: {_FORMAT_HINT}")
+    # Coded orientation, as PyAV gives (OpenCV would apply the rotation metadata by default).
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+    return cv2, capture
+
+
+def _probe_opencv(path: Path) -> tuple[int, float | None]:
+    """(the stream header's frame count, fps): exact for MP4, an estimate for some containers."""
+    cv2, capture = _open_opencv(path)
+    try:
+        count, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), float(capture.get(cv2.CAP_PROP_FPS))
+    finally:
+        capture.release()
+    return max(count, 0), fps if fps > 0 else None
+
+
+def _decode_opencv(path: Path, indices: Sequence[int]) -> tuple[torch.Tensor, int]:
+    positions = _positions(indices)
+    out: torch.Tensor | None = None  # (T, H, W, 3)
+    decoded = 0
+    cv2, capture = _open_opencv(path)
+    try:
+        while capture.grab():  # decodes; retrieve() converts, and only wanted frames pay for it
+            wanted = positions.get(decoded)
+            if wanted is not None:
+                ok, bgr = capture.retrieve()
+                if not ok:
+                    break  # a frame that does not convert ends the stream, as a corrupt tail does
+                if out is None:
+                    out = torch.empty((len(indices), *bgr.shape[:2], 3), dtype=torch.uint8)
+                if bgr.shape[:2] != tuple(out.shape[1:3]):  # resolution changed mid-stream
+                    bgr = cv2.resize(bgr, (out.shape[2], out.shape[1]), interpolation=cv2.INTER_LINEAR)
+                pixels = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))  # (H, W, 3)
+                for pos in wanted:
+                    out[pos] = pixels
+            decoded += 1
+    finally:
+        capture.release()
+    return _or_empty(out, indices), decoded

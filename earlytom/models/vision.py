@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,22 +94,32 @@ def build_vision_side(hf_config: Any) -> VisionSide:
     return VisionSide(tower, projector, newline, hf_config).eval()
 
 
+@dataclass(frozen=True)
+class LoadedVision:
+    vision: VisionSide  # fp32, eval mode, on the CPU
+    source: str  # a folder, or "random weights"
+    fingerprint: str  # of the checkpoint (earlytom.models.fingerprint)
+
+
 def load_vision_side(
     name_or_path: str, *, random_weights: bool = False, cache_dir: Path | None = None
-) -> tuple[VisionSide, str]:
-    """(vision side in fp32, its source) of a registered model or a local checkpoint folder."""
+) -> LoadedVision:
+    """The vision side (fp32, CPU) of a registered model or a local checkpoint folder."""
+    from earlytom.models.fingerprint import fingerprint_tensors, random_fingerprint
     from earlytom.models.registry import MODELS, resolve_checkpoint
 
     spec = MODELS.get(name_or_path)
     if spec is not None and spec.hub_id is not None and random_weights:
         with torch.random.fork_rng():  # seeded: repeated exports hash alike; the caller's RNG is untouched
             torch.manual_seed(0)
-            return build_vision_side(architecture_config(spec.name)), "random weights"
+            vision = build_vision_side(architecture_config(spec.name))
+        return LoadedVision(vision, "random weights", random_fingerprint(spec.name, "vision side"))
     folder = resolve_checkpoint(name_or_path, cache_dir=cache_dir)
-    return _from_folder(folder), str(folder)
+    state = read_vision_tensors(folder)
+    return LoadedVision(_from_folder(folder, state), str(folder), fingerprint_tensors(state))
 
 
-def _from_folder(folder: Path) -> VisionSide:
+def _from_folder(folder: Path, state: dict[str, torch.Tensor]) -> VisionSide:
     from transformers import LlavaOnevisionConfig
 
     try:
@@ -116,7 +127,6 @@ def _from_folder(folder: Path) -> VisionSide:
     except (OSError, ValueError) as exc:
         raise ModelError(f"'{folder}' has no readable LLaVA-OneVision config.json: {exc}") from exc
     vision = build_vision_side(hf_config)
-    state = _vision_tensors(folder)
     expected = {name for name, _ in vision.named_parameters() if _needed(name, vision.num_layers)}
     missing = sorted(expected - state.keys())
     if missing:
@@ -134,7 +144,7 @@ def _needed(name: str, num_layers: int) -> bool:
     return name.startswith(("embeddings.", "projector.", "image_newline"))
 
 
-def _vision_tensors(folder: Path) -> dict[str, torch.Tensor]:
+def read_vision_tensors(folder: Path) -> dict[str, torch.Tensor]:
     """Vision-side tensors of a safetensors checkpoint, renamed to VisionSide's names."""
     from safetensors import safe_open
 

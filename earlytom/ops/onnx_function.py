@@ -21,156 +21,198 @@ from earlytom.ops.token_select import TOKEN_SELECT
 ONNX_OPSET = 18  # ONNX Runtime and TensorRT >= 10 (and TensorRT-RTX 1.x) all parse opset 18
 
 
-def token_select_function(opset: int = ONNX_OPSET) -> onnx.FunctionProto:
-    """The body, in standard ops, of the node `earlytom::EarlyTomTokenSelect`."""
-    nodes: list[onnx.NodeProto] = []
+# Names of the shared (1,) int64 constants; "zero"/"one" double as the axis inputs 0 and 1.
+_ZERO, _ONE, _AX2 = "zero", "one", "ax2"
+_AX0, _AX1 = _ZERO, _ONE
 
-    def add(op: str, inputs: list[str], output: str, **attrs: Any) -> str:
-        nodes.append(helper.make_node(op, inputs, [output], **attrs))
+
+class _Body:
+    """Collects the function body's nodes; creation order is the serialized order, so keep it stable."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+
+    def add(self, op: str, inputs: list[str], output: str, **attrs: Any) -> str:
+        self.nodes.append(helper.make_node(op, inputs, [output], **attrs))
         return output
 
-    def const(name: str, values: list[int]) -> str:
+    def const(self, name: str, values: list[int]) -> str:
         tensor = helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
-        return add("Constant", [], name, value=tensor)
+        return self.add("Constant", [], name, value=tensor)
 
+    def to_float(self, name: str) -> str:
+        return self.add("Cast", [name], name + "_f", to=TensorProto.FLOAT)
+
+    def count(self, condition: str, axis: str, name: str) -> str:
+        """How many entries of `condition` are true along `axis` (exact in fp32 at these sizes)."""
+        return self.add("ReduceSum", [self.to_float(condition), axis], name, keepdims=0)
+
+
+def token_select_function(opset: int = ONNX_OPSET) -> onnx.FunctionProto:
+    """The body, in standard ops, of the node `earlytom::EarlyTomTokenSelect`."""
+    body = _Body()
     features, scores, frame_kind, budget, token_slots = TOKEN_SELECT.inputs
-    zero, one, ax0, ax1, ax2 = const("zero", [0]), const("one", [1]), "zero", "one", const("ax2", [2])
-    # Scalars: P, k_d, k_s (each a (1,) int64 tensor).
-    shape = add("Shape", [scores], "shape")
-    tokens_per_frame = add("Gather", [shape, one], "P")  # (1,)
-    k_dynamic = add("Gather", [budget, zero], "k_d")
-    k_static = add("Gather", [budget, one], "k_s")
-    positions = add(
-        "Range",
-        [
-            add("Squeeze", [zero], "zero_s"),
-            add("Squeeze", [tokens_per_frame], "P_s"),
-            add("Squeeze", [one], "one_s"),
-        ],
-        "pos",
-    )  # (P,)
-
-    # outranks[t, p, q]: token q beats token p (higher score, or equal score and lower index).
-    s_p = add("Unsqueeze", [scores, ax2], "s_p")  # (T, P, 1)
-    s_q = add("Unsqueeze", [scores, ax1], "s_q")  # (T, 1, P)
-    q_before_p = add(
-        "Less",
-        [add("Unsqueeze", [positions, ax0], "q_row"), add("Unsqueeze", [positions, ax1], "p_col")],
-        "q_before_p",
-    )  # (P, P)
-    outranks = add(
-        "Or",
-        [
-            add("Greater", [s_q, s_p], "higher"),
-            add("And", [add("Equal", [s_q, s_p], "tied"), q_before_p], "tie_won"),
-        ],
-        "outranks",
-    )
-
-    # Dynamic frames: keep p when fewer than k_d tokens beat it (counts are exact in fp32).
-    beaten_by = add(
-        "ReduceSum", [add("Cast", [outranks], "outranks_f", to=TensorProto.FLOAT), ax2], "rank", keepdims=0
-    )  # (T, P)
-    dynamic = add("Less", [beaten_by, add("Cast", [k_dynamic], "k_d_f", to=TensorProto.FLOAT)], "dynamic")
-
-    # Static frames: k_s raster windows, the first P mod k_s one longer; keep each window's first arg-max.
-    base = add("Div", [tokens_per_frame, k_static], "base")
-    long_size = add("Add", [base, one], "long_size")
-    long_span = add("Mul", [add("Mod", [tokens_per_frame, k_static], "extra"), long_size], "long_span")
-    window = add(
-        "Where",
-        [
-            add("Less", [positions, long_span], "in_long"),
-            add("Div", [positions, long_size], "long_window"),
-            add(
-                "Add",
-                ["extra", add("Div", [add("Sub", [positions, long_span], "rest"), base], "short_offset")],
-                "short_window",
-            ),
-        ],
-        "window",
-    )  # (P,)
-    same_window = add(
-        "Equal",
-        [add("Unsqueeze", [window, ax1], "w_p"), add("Unsqueeze", [window, ax0], "w_q")],
-        "same_window",
-    )  # (P, P)
-    beaten_in_window = add(
-        "ReduceMax",
-        [
-            add("Cast", [add("And", [outranks, same_window], "win_out")], "win_out_f", to=TensorProto.FLOAT),
-            ax2,
-        ],
-        "beaten_in_window",
-        keepdims=0,
-    )  # (T, P)
-    static = add(
-        "Equal",
-        [
-            beaten_in_window,
-            add("Constant", [], "zero_f", value=helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0])),
-        ],
-        "static",
-    )
-
-    is_static = add("Unsqueeze", [add("Equal", [frame_kind, one], "kind_static"), ax1], "is_static")  # (T, 1)
-    # keep = static if the frame is static else dynamic; boolean algebra, as ORT has no bool Where.
-    keep = add(
-        "Or",
-        [
-            add("And", [is_static, static], "keep_static"),
-            add("And", [add("Not", [is_static], "is_dynamic"), dynamic], "keep_dynamic"),
-        ],
-        "keep",
-    )  # (T, P)
-
-    # Compaction without NonZero (TensorRT-RTX's parser has no NonZero importer): slot n of the
-    # N = len(token_slots) outputs is the r-th kept token of frame t, found by counting.
-    def to_float(name: str) -> str:
-        return add("Cast", [name], name + "_f", to=TensorProto.FLOAT)
-
-    def count(condition: str, axis: str, name: str) -> str:
-        return add("ReduceSum", [to_float(condition), axis], name, keepdims=0)
-
-    keep_f = to_float(keep)
-    per_frame = add("ReduceSum", [keep_f, ax1], "per_frame", keepdims=0)  # (T,)
-    frame_end = add("CumSum", [per_frame, add("Squeeze", [zero], "axis0")], "frame_end")  # (T,) inclusive
-    slot_count = add("Squeeze", [add("Shape", [token_slots], "slots_shape")], "slot_count")
-    slots = to_float(
-        add("Range", ["zero_s", slot_count, "one_s"], "slots")
-    )  # (N,); values of token_slots unused
-    slot_col = add("Unsqueeze", [slots, ax1], "slot_col")  # (N, 1)
-    ends_row = add("Unsqueeze", [frame_end, ax0], "ends_row")  # (1, T)
-    slot_frame = add(
-        "Cast",
-        [count(add("LessOrEqual", [ends_row, slot_col], "frame_done"), ax1, "slot_frame_f")],
-        "slot_frame",
-        to=TensorProto.INT64,
-    )  # (N,)
-    frame_start = add("Sub", [frame_end, per_frame], "frame_start")  # (T,)
-    slot_rank = add("Sub", [slots, add("Gather", [frame_start, slot_frame], "slot_start")], "slot_rank")
-    kept_through = add("CumSum", [keep_f, add("Squeeze", [one], "axis1")], "kept_through")  # (T, P)
-    slot_rows = add("Gather", [kept_through, slot_frame], "slot_rows", axis=0)  # (N, P)
-    before = add("LessOrEqual", [slot_rows, add("Unsqueeze", [slot_rank, ax1], "rank_col")], "before")
-    slot_position = add(
-        "Cast", [count(before, ax1, "slot_position_f")], "slot_position", to=TensorProto.INT64
-    )
-    index_out = TOKEN_SELECT.outputs[1]
-    add(
-        "Concat",
-        [add("Unsqueeze", [slot_frame, ax1], "frame_col"), add("Unsqueeze", [slot_position, ax1], "pos_col")],
-        index_out,
-        axis=1,
-    )  # (N, 2) row-major: frames in time, tokens in raster order
-    add("GatherND", [features, index_out], TOKEN_SELECT.outputs[0])  # (N, C)
+    for name, value in ((_ZERO, 0), (_ONE, 1), (_AX2, 2)):
+        body.const(name, [value])
+    tokens_per_frame, k_dynamic, k_static, positions = _frame_scalars(body, scores, budget)
+    outranks = _outranks(body, scores, positions)
+    dynamic = _dynamic_keep(body, outranks, k_dynamic)
+    static = _static_keep(body, outranks, positions, tokens_per_frame, k_static)
+    keep = _combine_keep(body, frame_kind, static, dynamic)
+    _compact(body, features, keep, token_slots)
     return helper.make_function(
         TOKEN_SELECT.domain,
         TOKEN_SELECT.op_type,
         list(TOKEN_SELECT.inputs),
         list(TOKEN_SELECT.outputs),
-        nodes,
+        body.nodes,
         [helper.make_opsetid("", opset)],
         attributes=["plugin_namespace", "plugin_version"],
+    )
+
+
+def _frame_scalars(body: _Body, scores: str, budget: str) -> tuple[str, str, str, str]:
+    """P, k_d, k_s (each a (1,) int64 tensor) and the (P,) token positions 0..P-1."""
+    shape = body.add("Shape", [scores], "shape")
+    tokens_per_frame = body.add("Gather", [shape, _ONE], "P")  # (1,)
+    k_dynamic = body.add("Gather", [budget, _ZERO], "k_d")
+    k_static = body.add("Gather", [budget, _ONE], "k_s")
+    positions = body.add(
+        "Range",
+        [
+            body.add("Squeeze", [_ZERO], "zero_s"),
+            body.add("Squeeze", [tokens_per_frame], "P_s"),
+            body.add("Squeeze", [_ONE], "one_s"),
+        ],
+        "pos",
+    )  # (P,)
+    return tokens_per_frame, k_dynamic, k_static, positions
+
+
+def _outranks(body: _Body, scores: str, positions: str) -> str:
+    """outranks[t, p, q]: token q beats token p (higher score, or equal score and lower index)."""
+    s_p = body.add("Unsqueeze", [scores, _AX2], "s_p")  # (T, P, 1)
+    s_q = body.add("Unsqueeze", [scores, _AX1], "s_q")  # (T, 1, P)
+    q_before_p = body.add(
+        "Less",
+        [
+            body.add("Unsqueeze", [positions, _AX0], "q_row"),
+            body.add("Unsqueeze", [positions, _AX1], "p_col"),
+        ],
+        "q_before_p",
+    )  # (P, P)
+    return body.add(
+        "Or",
+        [
+            body.add("Greater", [s_q, s_p], "higher"),
+            body.add("And", [body.add("Equal", [s_q, s_p], "tied"), q_before_p], "tie_won"),
+        ],
+        "outranks",
+    )
+
+
+def _dynamic_keep(body: _Body, outranks: str, k_dynamic: str) -> str:
+    """Dynamic frames: keep p when fewer than k_d tokens beat it (counts are exact in fp32)."""
+    beaten_by = body.add("ReduceSum", [body.to_float(outranks), _AX2], "rank", keepdims=0)  # (T, P)
+    return body.add("Less", [beaten_by, body.to_float(k_dynamic)], "dynamic")
+
+
+def _static_windows(body: _Body, positions: str, tokens_per_frame: str, k_static: str) -> str:
+    """The (P,) window index of each position: k_s raster windows, the first P mod k_s one longer."""
+    base = body.add("Div", [tokens_per_frame, k_static], "base")
+    long_size = body.add("Add", [base, _ONE], "long_size")
+    extra = body.add("Mod", [tokens_per_frame, k_static], "extra")
+    long_span = body.add("Mul", [extra, long_size], "long_span")
+    in_long = body.add("Less", [positions, long_span], "in_long")
+    long_window = body.add("Div", [positions, long_size], "long_window")
+    rest = body.add("Sub", [positions, long_span], "rest")
+    short_window = body.add("Add", [extra, body.add("Div", [rest, base], "short_offset")], "short_window")
+    return body.add("Where", [in_long, long_window, short_window], "window")  # (P,)
+
+
+def _static_keep(body: _Body, outranks: str, positions: str, tokens_per_frame: str, k_static: str) -> str:
+    """Static frames: keep each window's first arg-max, i.e. the token nothing in its window beats."""
+    window = _static_windows(body, positions, tokens_per_frame, k_static)
+    same_window = body.add(
+        "Equal",
+        [body.add("Unsqueeze", [window, _AX1], "w_p"), body.add("Unsqueeze", [window, _AX0], "w_q")],
+        "same_window",
+    )  # (P, P)
+    win_out = body.add("And", [outranks, same_window], "win_out")
+    beaten_in_window = body.add(
+        "ReduceMax", [body.to_float(win_out), _AX2], "beaten_in_window", keepdims=0
+    )  # (T, P)
+    zero_f = helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0])
+    return body.add("Equal", [beaten_in_window, body.add("Constant", [], "zero_f", value=zero_f)], "static")
+
+
+def _combine_keep(body: _Body, frame_kind: str, static: str, dynamic: str) -> str:
+    """keep = static if the frame is static else dynamic; boolean algebra, as ORT has no bool Where."""
+    kind_static = body.add("Equal", [frame_kind, _ONE], "kind_static")
+    is_static = body.add("Unsqueeze", [kind_static, _AX1], "is_static")  # (T, 1)
+    return body.add(
+        "Or",
+        [
+            body.add("And", [is_static, static], "keep_static"),
+            body.add("And", [body.add("Not", [is_static], "is_dynamic"), dynamic], "keep_dynamic"),
+        ],
+        "keep",
+    )  # (T, P)
+
+
+def _compact(body: _Body, features: str, keep: str, token_slots: str) -> None:
+    """Compaction without NonZero (TensorRT-RTX's parser has no NonZero importer).
+
+    Slot n of the N = len(token_slots) outputs is the r-th kept token of frame t, found by counting.
+    """
+    keep_f = body.to_float(keep)
+    per_frame = body.add("ReduceSum", [keep_f, _AX1], "per_frame", keepdims=0)  # (T,)
+    slots, slot_frame, frame_end = _slot_frames(body, per_frame, token_slots)
+    frame_start = body.add("Sub", [frame_end, per_frame], "frame_start")  # (T,)
+    slot_start = body.add("Gather", [frame_start, slot_frame], "slot_start")
+    slot_rank = body.add("Sub", [slots, slot_start], "slot_rank")
+    slot_position = _slot_positions(body, keep_f, slot_frame, slot_rank)
+    index_out = TOKEN_SELECT.outputs[1]
+    body.add(
+        "Concat",
+        [
+            body.add("Unsqueeze", [slot_frame, _AX1], "frame_col"),
+            body.add("Unsqueeze", [slot_position, _AX1], "pos_col"),
+        ],
+        index_out,
+        axis=1,
+    )  # (N, 2) row-major: frames in time, tokens in raster order
+    body.add("GatherND", [features, index_out], TOKEN_SELECT.outputs[0])  # (N, C)
+
+
+def _slot_frames(body: _Body, per_frame: str, token_slots: str) -> tuple[str, str, str]:
+    """The (N,) fp32 slot numbers, each slot's (N,) frame, and the (T,) inclusive frame ends."""
+    axis0 = body.add("Squeeze", [_ZERO], "axis0")
+    frame_end = body.add("CumSum", [per_frame, axis0], "frame_end")  # (T,) inclusive
+    slot_count = body.add("Squeeze", [body.add("Shape", [token_slots], "slots_shape")], "slot_count")
+    # (N,); only the length of token_slots matters, its values are unused. zero_s/one_s are the
+    # scalar 0 and 1 that _frame_scalars made for `pos`.
+    slots = body.to_float(body.add("Range", ["zero_s", slot_count, "one_s"], "slots"))
+    slot_col = body.add("Unsqueeze", [slots, _AX1], "slot_col")  # (N, 1)
+    ends_row = body.add("Unsqueeze", [frame_end, _AX0], "ends_row")  # (1, T)
+    # A slot's frame is the number of frames that end at or before it.
+    frame_done = body.add("LessOrEqual", [ends_row, slot_col], "frame_done")
+    slot_frame = body.add(
+        "Cast", [body.count(frame_done, _AX1, "slot_frame_f")], "slot_frame", to=TensorProto.INT64
+    )  # (N,)
+    return slots, slot_frame, frame_end
+
+
+def _slot_positions(body: _Body, keep_f: str, slot_frame: str, slot_rank: str) -> str:
+    """Each slot's (N,) token position: the count of positions whose kept-so-far is <= its rank."""
+    kept_through = body.add(
+        "CumSum", [keep_f, body.add("Squeeze", [_ONE], "axis1")], "kept_through"
+    )  # (T, P)
+    slot_rows = body.add("Gather", [kept_through, slot_frame], "slot_rows", axis=0)  # (N, P)
+    rank_col = body.add("Unsqueeze", [slot_rank, _AX1], "rank_col")
+    before = body.add("LessOrEqual", [slot_rows, rank_col], "before")
+    return body.add(
+        "Cast", [body.count(before, _AX1, "slot_position_f")], "slot_position", to=TensorProto.INT64
     )
 
 

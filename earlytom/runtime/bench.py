@@ -1,7 +1,7 @@
 """TTFT benchmark: the stock model against EarlyTom at several retentions, one model load, warm runs.
 
 Optionally each retention also runs the post-encoder baseline (the stock encoder, then per-frame
-top-k by last-layer received attention; `earlytom.models.post_encoder_path`) with the same
+top-k by last-layer received attention; `earlytom.vision_path.planners.PostEncoderPlanner`) with the same
 language-model side, to show what dropping tokens inside the encoder buys.
 
 Every setting runs on the same loaded weights, device, dtype and decoded frames. Each setting gets
@@ -33,6 +33,7 @@ from earlytom.runtime.timing import STAGES
 
 if TYPE_CHECKING:
     from earlytom.models.registry import LoadedModel
+    from earlytom.models.video import DecodedVideo
 
 BACKENDS = ("torch",)  # ONNX Runtime / TensorRT segments: not benchmarked yet
 DEFAULT_PROMPT = "Describe the video."
@@ -139,8 +140,8 @@ class BenchReport:
 
 
 def run_bench(
-    model: str, video: str | os.PathLike[str], retentions: Sequence[float], *, task: str = "videomme",
-    backend: str = "torch", device: str = "auto", dtype: torch.dtype | None = None,
+    model: str, video: str | os.PathLike[str] | DecodedVideo, retentions: Sequence[float], *,
+    task: str = "videomme", backend: str = "torch", device: str = "auto", dtype: torch.dtype | None = None,
     random_weights: bool = False, num_frames: int = 32, runs: int = 5, warmup: int = 1,
     prompt: str = DEFAULT_PROMPT, cache_dir: Path | None = None, artifacts: Path | None = None,
     command: str = "", progress: Callable[[str], None] | None = None, post_encoder: bool = False,
@@ -149,11 +150,11 @@ def run_bench(
     """Baseline (stock model, all tokens), then EarlyTom at `preset(task, r)` for each retention,
     and with `post_encoder` the post-encoder baseline at the same retention and Stage III.
     `loaded`: a model already loaded as `model` (then device, dtype and random_weights describe
-    it and nothing is loaded)."""
+    it and nothing is loaded). `video`: a file, or frames already decoded with `num_frames` frames."""
     from earlytom.models.flops_shapes import shape_from_config
     from earlytom.models.prompt import build_input_ids, check_prompt
     from earlytom.models.registry import load_model
-    from earlytom.models.video import load_video_reporting
+    from earlytom.models.video import DecodedVideo, load_video_reporting
     from earlytom.runtime.pipeline import EarlyTomPipeline, default_dtype, resolve_device
 
     say = progress or (lambda _message: None)
@@ -163,9 +164,15 @@ def run_bench(
         raise InputError("bench does not run exported artifacts yet: leave out --artifacts")
     check_prompt(prompt)
     target = resolve_device(device)
-    # Decode before the model load, which can take a minute: a bad video fails at once.
-    say(f"decoding {video} ...")
-    decoded = load_video_reporting(video, num_frames, say)
+    if isinstance(video, DecodedVideo):  # decoded once by the caller, e.g. for several steps
+        decoded = video
+        if decoded.frames.shape[0] != num_frames:
+            raise InputError(f"the decoded video has {decoded.frames.shape[0]} frames, not num_frames="
+                             f"{num_frames}: decode it with {num_frames} frames")  # fmt: skip
+    else:
+        # Decode before the model load, which can take a minute: a bad video fails at once.
+        say(f"decoding {video} ...")
+        decoded = load_video_reporting(video, num_frames, say)
     if loaded is None:
         say(f"loading {model}{' (random weights)' if random_weights else ''} ...")
         loaded = load_model(model, device=target, dtype=dtype or default_dtype(target),

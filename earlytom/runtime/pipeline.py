@@ -1,7 +1,7 @@
 """EarlyTomPipeline: video + prompt in, answer and an honest TTFT breakdown out.
 
-The vision path runs on a backend (torch modules, or an exported folder's segments in ONNX Runtime
-or TensorRT); the planner and the language-model side (prefill with Stage III, decoding) are shared.
+A thin composition: the vision path (`earlytom.vision_path`, on the backend's executors) and the
+language-model driver (`earlytom.models.generation`: prefill with Stage III, decoding).
 """
 
 from __future__ import annotations
@@ -14,19 +14,18 @@ from typing import Any
 
 import torch
 
+from earlytom.artifact import Artifact
 from earlytom.config import EarlyTomConfig
 from earlytom.errors import InputError
-from earlytom.models.post_encoder_path import PostEncoderVideoPath
+from earlytom.models.generation import SamplingConfig, find_visual_span, prefill
+from earlytom.models.language import InnerMergeConfig
 from earlytom.models.preprocess import preprocess_frames
-from earlytom.models.prompt import build_input_ids
+from earlytom.models.prompt import build_input_ids, embed_prompt
 from earlytom.models.registry import LoadedModel, load_model
 from earlytom.models.video import DecodedVideo, load_video
-from earlytom.models.video_path import VideoPath, VideoTokens, embed_prompt
-from earlytom.models.vision import VisionSide
-from earlytom.runtime.artifact_path import ArtifactVideoPath
-from earlytom.runtime.generation import SamplingConfig, find_visual_span, prefill
-from earlytom.runtime.inner_llm import InnerMergeConfig
+from earlytom.runtime.backends import artifact_path, resolve_backend, torch_path
 from earlytom.runtime.timing import StageTimer, StageTimes
+from earlytom.vision_path import VideoTokens, VisionPath
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class RunResult:
 
 @dataclass(frozen=True)
 class PreparedInputs:
-    input_ids: torch.Tensor  # (1, L) with N+1 video placeholders
+    input_ids: torch.Tensor  # (1, L) on the CPU, with N+1 video placeholders
     inputs_embeds: torch.Tensor  # (1, L, C)
     video: VideoTokens
 
@@ -74,7 +73,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 # Where tokens are dropped: inside the encoder (EarlyTom), or after the stock encoder (baseline).
 METHODS = ("earlytom", "post-encoder")
 
@@ -92,21 +90,22 @@ class EarlyTomPipeline:
         config: EarlyTomConfig | None = None,
         *,
         num_frames: int = 32,
-        artifacts: Path | None = None,
+        artifacts: Path | Artifact | None = None,
         backend: str = "auto",
         inner_merge: bool = True,
         method: str = "earlytom",
+        tie_band: float | None = None,
     ) -> None:
-        """`artifacts`: an earlytom-export folder whose segments run the vision path, with the
+        """`artifacts`: an earlytom-export folder whose stages run the vision path, with the
         folder's own EarlyTom setting (then `config` must be None). `backend`: torch (modules,
         no folder), onnxruntime or tensorrt (a folder); auto picks torch without a folder and
         onnxruntime with one. `inner_merge`: Stage III in the language model (config.inner_*).
         `method`: earlytom, or post-encoder (the stock encoder, then per-frame top-k by last-layer
-        received attention at config.retention; torch backend only) for comparison."""
+        received attention at config.retention; torch backend only) for comparison. `tie_band`:
+        Stage I comparisons closer than this resolve as exact ties; None takes the band of the
+        vision precision (the folder's, or the model dtype's), 0 is the released rule."""
         if num_frames < 1:
             raise InputError(f"frames={num_frames} is out of range: sample at least 1 frame")
-        if backend not in BACKENDS:
-            raise InputError(f"unknown backend '{backend}': choose {', '.join(BACKENDS)}")
         if method not in METHODS:
             raise InputError(f"unknown method '{method}': choose {', '.join(METHODS)}")
         if method == "post-encoder" and (artifacts is not None or config is None or not config.enabled):
@@ -114,39 +113,31 @@ class EarlyTomPipeline:
                 "the post-encoder baseline runs the torch modules and needs an enabled config: "
                 "pass config=preset(task, retention) and no engine folder"
             )
-        if backend == "auto":
-            backend = "torch" if artifacts is None else "onnxruntime"
-        if (backend == "torch") != (artifacts is None):
-            need = (
-                "runs the PyTorch modules and takes no engine folder"
-                if backend == "torch"
-                else "needs an engine folder (--engine-dir) from earlytom-export"
-            )
-            raise InputError(f"backend {backend} {need}")
-        self.backend = backend
+        folder = artifacts.folder if isinstance(artifacts, Artifact) else artifacts
+        self.backend = resolve_backend(backend, None if folder is None else Path(folder))
         self.method = method
         self.loaded = loaded
         self.model = loaded.model
         self.num_frames = num_frames
         self.device = self.model.get_input_embeddings().weight.device
         self.dtype = self.model.get_input_embeddings().weight.dtype
-        self.video_path: VideoPath | ArtifactVideoPath
+        self.vision: VisionPath
         if artifacts is not None:
             if config is not None:
                 raise InputError(
                     "an artifact folder carries its own EarlyTom setting: do not pass a config too"
                 )
-            self.video_path = ArtifactVideoPath(artifacts, self.model.model, backend=backend)
-            config = self.video_path.config
-        config = config or EarlyTomConfig()
+            artifact = artifacts if isinstance(artifacts, Artifact) else Artifact.read(Path(artifacts))
+            config = artifact.manifest.config
+            config.check_model(vision_layers=artifact.manifest.geometry.vision_layers,
+                               language_layers=self.model.config.text_config.num_hidden_layers)  # fmt: skip
+            self.vision = artifact_path(loaded, artifact, backend=self.backend, tie_band=tie_band)
+        else:
+            config = config or EarlyTomConfig()
+            config.check_model(vision_layers=_vision_layers(loaded),
+                               language_layers=self.model.config.text_config.num_hidden_layers)  # fmt: skip
+            self.vision = torch_path(loaded, config, method=method, tie_band=tie_band)
         self.config = config
-        if artifacts is None:
-            path_class = PostEncoderVideoPath if method == "post-encoder" else VideoPath
-            self.video_path = path_class(self.model.model, config)
-        config.check_model(
-            vision_layers=VisionSide.from_llava(self.model.model).num_layers,
-            language_layers=self.model.config.text_config.num_hidden_layers,
-        )
         self.inner = InnerMergeConfig.from_config(config) if inner_merge else None
 
     @classmethod
@@ -164,7 +155,11 @@ class EarlyTomPipeline:
         backend: str = "auto",
         inner_merge: bool = True,
         method: str = "earlytom",
+        tie_band: float | None = None,
     ) -> EarlyTomPipeline:
+        """Load `model` and compose the pipeline; an artifact folder is verified before the model loads."""
+        artifact = None if artifacts is None else Artifact.read(Path(artifacts))
+        resolve_backend(backend, None if artifacts is None else Path(artifacts))
         target = resolve_device(device)
         loaded = load_model(
             model,
@@ -177,10 +172,11 @@ class EarlyTomPipeline:
             loaded,
             config,
             num_frames=num_frames,
-            artifacts=artifacts,
+            artifacts=artifact,
             backend=backend,
             inner_merge=inner_merge,
             method=method,
+            tie_band=tie_band,
         )
 
     def load_video(self, video: str | os.PathLike[str] | DecodedVideo) -> DecodedVideo:
@@ -192,20 +188,17 @@ class EarlyTomPipeline:
         with timer.stage("other"):
             pixel_values = preprocess_frames(video.frames, device=self.device, dtype=self.dtype)
         with timer.stage("vision_encoding"):
-            encoded: Any = self.video_path.encode(pixel_values)  # EncodedVideo or EncodedChain
+            encoded = self.vision.encode(pixel_values)
         with timer.stage("token_processing"):
-            tokens = self.video_path.tokens(encoded)
+            tokens = self.vision.tokens(encoded)
             input_ids = build_input_ids(
                 self.loaded.tokenizer,
                 prompt,
                 num_video_tokens=tokens.embeds.shape[0],
                 video_token_id=self.loaded.video_token_id,
-            ).to(self.device)
+            )  # (1, L) on the CPU
             embeds = embed_prompt(
-                self.model,
-                input_ids,
-                tokens.embeds.to(self.device),
-                video_token_id=self.loaded.video_token_id,
+                self.model, input_ids, tokens.embeds, video_token_id=self.loaded.video_token_id
             )
         return PreparedInputs(input_ids, embeds, tokens)
 
@@ -224,7 +217,9 @@ class EarlyTomPipeline:
         decoded = self.load_video(video)  # decoding is not part of TTFT: it starts from decoded frames
         timer = StageTimer(self.device)
         prepared = self.prepare(decoded, prompt, timer)
-        span = find_visual_span(prepared.input_ids, self.loaded.video_token_id) if self.inner else None
+        span = (
+            find_visual_span(prepared.input_ids, self.loaded.video_token_id) if self.inner else None
+        )  # host ids
         with timer.stage("llm_prefill"):
             _, generation = prefill(
                 self.model, prepared.inputs_embeds, visual_span=span, inner=self.inner, sampling=sampling
@@ -244,6 +239,7 @@ class EarlyTomPipeline:
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "config": self.config.to_dict(),
                 "backend": self.backend,
+                "tie_band": self.vision.planner.tie_band,
                 "method": self.method if self.config.enabled else "stock",
                 "inner_merge": None
                 if self.inner is None
@@ -283,3 +279,9 @@ class EarlyTomPipeline:
         return str(
             self.loaded.tokenizer.decode([t for t in token_ids if t < vocabulary], skip_special_tokens=True)
         ).strip()
+
+
+def _vision_layers(loaded: LoadedModel) -> int:
+    from earlytom.models.vision import VisionSide
+
+    return VisionSide.from_llava(loaded.model.model).num_layers

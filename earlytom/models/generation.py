@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from earlytom.errors import InputError
-from earlytom.runtime.inner_llm import DecoderStack, InnerMergeConfig, PrefillOutput
+from earlytom.models.language import DecoderStack, InnerMergeConfig, PrefillOutput
 
 
 @dataclass(frozen=True)

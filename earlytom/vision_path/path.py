@@ -1,0 +1,142 @@
+"""VisionPath: the one chain loop, for every backend and method.
+
+`encode` is the vision encoding of the TTFT breakdown: the encoder segments with the planner
+between them, then the head (remaining layers and projector). `tokens` is token processing: the
+select stage (pooling, TokenSelect, newline). The split is the same on every backend, so the
+breakdown compares across backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from earlytom.compression import Decision, SelectionInputs
+from earlytom.config import EarlyTomConfig
+from earlytom.vision_path.executors import Executor, Tensors, torch_executors
+from earlytom.vision_path.planners import Planner, planner_for
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """What one stage received and returned (kept only when asked: validation compares stages)."""
+
+    name: str
+    inputs: Tensors
+    outputs: Tensors
+
+
+@dataclass(frozen=True)
+class EncodedVideo:
+    features: torch.Tensor  # (T', S, C) projected features of the frames left after Stage I
+    scores: torch.Tensor | None  # (T', S) fp32 received attention of the scoring layer, merged
+    selection: SelectionInputs | None  # None: every token is kept (stock)
+    frames_per_stage: tuple[int, ...]  # input frames, then frames after each merge
+    decisions: tuple[Decision, ...] = ()  # every Stage I comparison, with its margin
+    records: list[StageRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VideoTokens:
+    embeds: torch.Tensor  # (N + 1, C): selected visual tokens, then image_newline
+    frame_ids: torch.Tensor | None  # (N,) source frame (after Stage I) of each token; None: all kept
+    positions: torch.Tensor | None  # (N,) raster position in the pooled grid
+    frames_per_stage: tuple[int, ...]
+    tokens_before: int  # what the stock model would feed: B·P + 1
+    decisions: tuple[Decision, ...] = ()
+    records: list[StageRecord] = field(default_factory=list)
+
+
+class VisionPath:
+    """Executors for [encoder segments..., head, select] and the planner that runs between them."""
+
+    def __init__(self, executors: Sequence[Executor], planner: Planner, *, tokens_per_frame: int) -> None:
+        kinds = [executor.spec.kind for executor in executors]
+        if len(kinds) < 3 or kinds[-2:] != ["head", "select"] or set(kinds[:-2]) != {"encoder"}:
+            raise ValueError(f"a vision path is encoder segments, then head and select; got {kinds}")
+        self.encoders = list(executors[:-2])
+        self.head, self.select = executors[-2], executors[-1]
+        self.planner = planner
+        self.tokens_per_frame = tokens_per_frame  # P
+
+    @torch.no_grad()
+    def encode(self, pixel_values: torch.Tensor, *, record: bool = False) -> EncodedVideo:
+        """pixel_values (T, 3, H, W) -> projected features of the frames left after Stage I."""
+        records: list[StageRecord] = []
+        hidden, scores = pixel_values, None
+        frames, decisions = [pixel_values.shape[0]], list[Decision]()
+        for stage, executor in enumerate(self.encoders):
+            outputs = _run(executor, {executor.spec.input_names[0]: hidden}, records if record else None)
+            hidden, scores = outputs["hidden_out"], outputs.get("scores")  # (T, S, D), (T, S)
+            if self.planner.merges:
+                merged = self.planner.merge(hidden, scores, stage=stage)
+                hidden, scores = merged.hidden, merged.scores
+                frames.append(hidden.shape[0])
+                decisions.extend(merged.decisions)
+        selection = self.planner.selection_inputs(
+            hidden, base_frames=frames[0], tokens_per_frame=self.tokens_per_frame, stage=len(self.encoders)
+        )
+        if selection is not None:
+            if scores is None:
+                raise ValueError("no encoder segment produced scores: the last one must score its last layer")
+            decisions.extend(selection.decisions)
+        features = _run(self.head, {"hidden": hidden}, records if record else None)["features"]
+        return EncodedVideo(features, scores, selection, tuple(frames), tuple(decisions), records)
+
+    @torch.no_grad()
+    def tokens(self, encoded: EncodedVideo, *, record: bool = False) -> VideoTokens:
+        """The select stage: (N + 1, C) visual tokens and where each came from."""
+        records = list(encoded.records)
+        inputs: Tensors = {"features": encoded.features}
+        selection = encoded.selection
+        if selection is not None and encoded.scores is not None:
+            inputs |= {"scores": encoded.scores, "frame_kind": selection.frame_kind,
+                       "budget": selection.budget, "token_slots": selection.token_slots}  # fmt: skip
+        outputs = _run(self.select, inputs, records if record else None)
+        index = outputs.get("token_index")  # (N, 2) or None (stock)
+        return VideoTokens(
+            embeds=outputs["video_tokens"],
+            frame_ids=None if index is None else index[:, 0],
+            positions=None if index is None else index[:, 1],
+            frames_per_stage=encoded.frames_per_stage,
+            tokens_before=encoded.frames_per_stage[0] * self.tokens_per_frame + 1,
+            decisions=encoded.decisions,
+            records=records,
+        )
+
+    def run(self, pixel_values: torch.Tensor, *, record: bool = False) -> VideoTokens:
+        return self.tokens(self.encode(pixel_values, record=record), record=record)
+
+    def release(self) -> None:
+        for executor in [*self.encoders, self.head, self.select]:
+            executor.release()
+
+
+def _run(executor: Executor, inputs: Tensors, records: list[StageRecord] | None) -> Tensors:
+    outputs = executor(inputs)
+    if records is not None:
+        records.append(StageRecord(executor.spec.name, inputs, outputs))
+    return outputs
+
+
+def torch_vision_path(
+    vision: Any,
+    config: EarlyTomConfig,
+    *,
+    method: str = "earlytom",
+    tie_band: float = 0.0,
+    attention_chunk: int | None = 8,
+) -> VisionPath:
+    """The vision side's own modules as the stages (the torch backend and the reference)."""
+    from earlytom.models.segments import build_stages
+
+    stock = "stock" if not config.enabled else method
+    modules = build_stages(vision, config, method=stock, attention_chunk=attention_chunk)
+    return VisionPath(
+        torch_executors(modules),
+        planner_for(config, stock, tie_band=tie_band),
+        tokens_per_frame=vision.pooled_tokens_per_frame,
+    )
