@@ -48,6 +48,8 @@ def jobs_frames(jobs_mp4: Path):
 
 def _export(tiny_cache: Path, out: Path, jobs_mp4: Path, **options):
     """The tiny model exported through the library job (what earlytom-export runs)."""
+    pytest.importorskip("onnxscript", reason="the ONNX export needs onnxscript")
+    pytest.importorskip("onnxruntime", reason="validation runs the export in ONNX Runtime")
     from earlytom.exporter.export import ExportSpec
     from earlytom.jobs import run_export
 

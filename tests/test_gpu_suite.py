@@ -45,22 +45,10 @@ def suite() -> Any:
         sys.path.remove(str(REPO / "benchmarks"))
 
 
-@pytest.fixture(scope="module")
-def tiny_export(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tiny exported to fp32 ONNX with earlytom-export, no engines (what a CPU machine carries over)."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript", reason="the ONNX export needs onnxscript")
-    out = tmp_path_factory.mktemp("tiny-export") / "tiny"
-    command = [sys.executable, "-c", "from earlytom.cli.export import main; main()",
-               "--model", "tiny", "--skip-build", "--fp32", "--out", str(out)]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, env=suite_env(tiny_cache), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
-
-
 @pytest.mark.slow
-def test_suite_on_tiny_records_every_step(tiny_cache: Path, jobs_mp4: Path, tiny_export: Path,
+def test_suite_on_tiny_records_every_step(tiny_cache: Path, jobs_mp4: Path, fp32_dir: Path,
                                           tmp_path: Path) -> None:  # fmt: skip
+    """The whole suite on tiny, with the session's fp32 export as the carried artifact folder."""
     pytest.importorskip("matplotlib")
     frames = tmp_path / "jobs-4.npz"
     made = run_suite(tiny_cache, "--video", str(jobs_mp4), "--frames", "4", "--write-frames", str(frames))
@@ -68,7 +56,7 @@ def test_suite_on_tiny_records_every_step(tiny_cache: Path, jobs_mp4: Path, tiny
     out = tmp_path / "out"
     done = run_suite(tiny_cache, "--out", str(out), "--model", "tiny", "--video", str(frames),
                      "--frames", "4", "--runs", "2", "--warmup", "1", "--retention", "0.1",
-                     "--gpu-tests", "tests/test_kernel_gpu.py", "--artifacts", str(tiny_export),
+                     "--gpu-tests", "tests/trt_plugins/test_kernel_gpu.py", "--artifacts", str(fp32_dir),
                      "--cache-dir", str(tiny_cache), "--max-new-tokens", "3",
                      "--label", "plumbing")  # fmt: skip
     assert done.returncode == 0, done.stderr

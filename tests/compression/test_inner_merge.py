@@ -18,9 +18,6 @@ import torch.nn.functional as F
 from earlytom.compression.inner_merge import fold_visual_tokens, kept_count
 from earlytom.config import EarlyTomConfig
 from earlytom.errors import ConfigError, InputError
-from earlytom.models.prompt import build_input_ids
-from earlytom.models.registry import LoadedModel, load_model
-from earlytom.models.prompt import embed_prompt
 from earlytom.models.generation import (
     SamplingConfig,
     decode,
@@ -30,6 +27,8 @@ from earlytom.models.generation import (
     prefill,
 )
 from earlytom.models.language import InnerMergeConfig
+from earlytom.models.prompt import build_input_ids, embed_prompt
+from earlytom.models.registry import LoadedModel, load_model
 
 # ---------------------------------------------------------------------------------------------
 # (a) the fold against HoliTom's loop

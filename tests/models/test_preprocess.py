@@ -18,7 +18,7 @@ from PIL import Image
 
 from earlytom.models.preprocess import IMAGE_MEAN, IMAGE_SIZE, IMAGE_STD, preprocess_frames
 
-JOBS = Path(__file__).resolve().parents[2] / "shared/data/jobs.mp4"
+JOBS = Path(__file__).resolve().parents[3] / "shared/data/jobs.mp4"
 MAX_LEVELS = 2.0  # max abs difference to PIL, in uint8 levels
 MEAN_LEVELS = 0.02  # mean abs difference to PIL, in uint8 levels (= share of values off by one)
 

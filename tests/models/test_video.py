@@ -33,8 +33,8 @@ try:
 except ImportError:
     cv2 = None
 
-JOBS = Path(__file__).resolve().parents[2] / "shared/data/jobs.mp4"
-REPO = Path(__file__).resolve().parents[1]
+JOBS = Path(__file__).resolve().parents[3] / "shared/data/jobs.mp4"
+REPO = Path(__file__).resolve().parents[2]
 needs_av = pytest.mark.skipif(av is None, reason="PyAV is not installed: the test clips are written with it")
 needs_cv2 = pytest.mark.skipif(cv2 is None, reason="opencv-python-headless is not installed")
 needs_jobs = pytest.mark.skipif(not JOBS.is_file(), reason=f"sample clip not found at {JOBS}")
