@@ -3,10 +3,12 @@
 from earlytom.compression.decisions import (
     MERGE_NEIGHBOUR,
     MERGE_THRESHOLD,
+    NOISE_BOUNDS,
     SEGMENT_CLOSE,
     TIE_BANDS,
     Decision,
     changed_count,
+    noise_bound_for,
     tie_band_for,
 )
 from earlytom.compression.merge import (
@@ -46,6 +48,7 @@ __all__ = [
     "MERGE_THRESHOLD",
     "SEGMENT_CLOSE",
     "STATIC",
+    "NOISE_BOUNDS",
     "TIE_BANDS",
     "Blend",
     "Decision",
@@ -72,6 +75,7 @@ __all__ = [
     "selected_count",
     "selection_mask",
     "static_windows",
+    "noise_bound_for",
     "tie_band_for",
     "token_budget",
 ]

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from earlytom.models.registry import LoadedModel
     from earlytom.models.video import DecodedVideo
 
-BACKENDS = ("torch",)  # ONNX Runtime / TensorRT segments: not benchmarked yet
+BACKENDS = ("auto", "torch")  # auto is torch here: exported folders are not benchmarked yet
 DEFAULT_PROMPT = "Describe the video."
 TOTAL = "total"
 FLOPS_UNIT = "FLOPs, 1 multiply-add = 1 (as in the paper)"
@@ -223,7 +223,7 @@ def check_bench_inputs(
 ) -> list[EarlyTomConfig]:
     """Every check that needs no model: the EarlyTom config of each retention, in order."""
     if backend not in BACKENDS:
-        raise InputError(f"backend '{backend}' cannot be benchmarked yet: use {', '.join(BACKENDS)}")
+        raise InputError(f"backend '{backend}' cannot be benchmarked yet: use torch (or auto)")
     if not isinstance(runs, int) or runs < 1:
         raise InputError(f"runs={runs} is out of range: time at least 1 run")
     if not isinstance(warmup, int) or warmup < 1:

@@ -20,6 +20,7 @@ from earlytom.compression import (
     apply_plan,
     changed_count,
     merge_frames,
+    noise_bound_for,
     plan_merge_with_decisions,
     segment_frames,
     segment_with_decisions,
@@ -244,8 +245,11 @@ def test_tie_band_for_dtypes() -> None:
     assert (
         tie_band_for(torch.float32) == tie_band_for("float32") == tie_band_for("fp32") == TIE_BANDS["float32"]
     )
-    assert tie_band_for(torch.float16) == TIE_BANDS["float16"] > TIE_BANDS["float32"] > 0
-    assert tie_band_for(torch.bfloat16) >= TIE_BANDS["float16"]
+    assert tie_band_for(torch.float16) == TIE_BANDS["float16"] > 0
+    assert tie_band_for(torch.bfloat16) == TIE_BANDS["bfloat16"] > 0
+    # The band covers the exact ties' scatter; the noise bound (validation's near-tie) is wider.
+    assert noise_bound_for(torch.float16) > noise_bound_for(torch.float32) >= tie_band_for(torch.float32)
+    assert noise_bound_for(torch.bfloat16) >= noise_bound_for(torch.float16) >= tie_band_for(torch.float16)
     assert tie_band_for(torch.float64) == TIE_BANDS["float32"]  # similarities are fp32 anyway
     with pytest.raises(ValueError, match="no tie band"):
         tie_band_for(torch.int8)
