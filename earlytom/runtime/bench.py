@@ -147,14 +147,12 @@ def run_bench(
     command: str = "", progress: Callable[[str], None] | None = None, post_encoder: bool = False,
     loaded: LoadedModel | None = None,
 ) -> BenchReport:  # fmt: skip
-    """Baseline (stock model, all tokens), then EarlyTom at `preset(task, r)` for each retention,
-    and with `post_encoder` the post-encoder baseline at the same retention and Stage III.
-    `loaded`: a model already loaded as `model` (then device, dtype and random_weights describe
-    it and nothing is loaded). `video`: a file, or frames already decoded with `num_frames` frames."""
+    """Baseline (stock model, all tokens), then EarlyTom at `preset(task, r)` per retention (and the
+    post-encoder baseline with `post_encoder`). `loaded`: a model already loaded as `model`, so
+    nothing is loaded. `video`: a file, or frames already decoded with `num_frames` frames."""
     from earlytom.models.flops_shapes import shape_from_config
-    from earlytom.models.prompt import build_input_ids, check_prompt
+    from earlytom.models.prompt import check_prompt
     from earlytom.models.registry import load_model
-    from earlytom.models.video import DecodedVideo, load_video_reporting
     from earlytom.runtime.pipeline import EarlyTomPipeline, default_dtype, resolve_device
 
     say = progress or (lambda _message: None)
@@ -163,36 +161,21 @@ def run_bench(
     if artifacts is not None:
         raise InputError("bench does not run exported artifacts yet: leave out --artifacts")
     check_prompt(prompt)
-    target = resolve_device(device)
-    if isinstance(video, DecodedVideo):  # decoded once by the caller, e.g. for several steps
-        decoded = video
-        if decoded.frames.shape[0] != num_frames:
-            raise InputError(f"the decoded video has {decoded.frames.shape[0]} frames, not num_frames="
-                             f"{num_frames}: decode it with {num_frames} frames")  # fmt: skip
-    else:
-        # Decode before the model load, which can take a minute: a bad video fails at once.
-        say(f"decoding {video} ...")
-        decoded = load_video_reporting(video, num_frames, say)
+    decoded = _decoded(video, num_frames, say)
     if loaded is None:
+        target = resolve_device(device)
         say(f"loading {model}{' (random weights)' if random_weights else ''} ...")
         loaded = load_model(model, device=target, dtype=dtype or default_dtype(target),
                             random_weights=random_weights, cache_dir=cache_dir)  # fmt: skip
     target = loaded.model.get_input_embeddings().weight.device
     shape = shape_from_config(loaded.model.config)
-    prompt_tokens = build_input_ids(
-        loaded.tokenizer, prompt, num_video_tokens=0, video_token_id=loaded.video_token_id
-    ).shape[1]
+    prompt_tokens = _prompt_tokens(loaded, prompt)
+
+    model_in_use = loaded
 
     def measure(label: str, config: EarlyTomConfig, method: str = "earlytom") -> list[Any]:
-        pipeline = EarlyTomPipeline(loaded, config, num_frames=num_frames, method=method)
-        for i in range(warmup):
-            say(f"{label}: warm-up {i + 1}/{warmup} ...")
-            pipeline(decoded, prompt, max_new_tokens=1)
-        results = []
-        for i in range(runs):
-            say(f"{label}: run {i + 1}/{runs} ...")
-            results.append(pipeline(decoded, prompt, max_new_tokens=1))
-        return results
+        pipeline = EarlyTomPipeline(model_in_use, config, num_frames=num_frames, method=method)
+        return time_runs(pipeline, decoded, prompt, label=label, warmup=warmup, runs=runs, say=say)
 
     stock = EarlyTomConfig(enabled=False)
     base_results = measure("baseline", stock)
@@ -209,13 +192,49 @@ def run_bench(
     first = base_results[0]
     return BenchReport(
         model=model, random_weights=random_weights, device=str(target), device_name=device_name(target),
-        device_slug=device_slug(target),
-        dtype=str(loaded.model.dtype).removeprefix("torch."), backend=backend, task=task,
+        device_slug=device_slug(target), dtype=str(loaded.model.dtype).removeprefix("torch."),
+        backend=backend, task=task,
         frames=num_frames, runs=runs, warmup=warmup, prompt=prompt, prompt_tokens=prompt_tokens,
         video=first.extra.get("video", {"path": str(video)}), command=command,
         date=datetime.now().astimezone().isoformat(timespec="seconds"), versions=versions(),
         baseline=baseline, settings=tuple(settings), post_encoder=tuple(post),
     )  # fmt: skip
+
+
+def _prompt_tokens(loaded: LoadedModel, prompt: str) -> int:
+    """Text tokens of the prompt (the chat template around no video token)."""
+    from earlytom.models.prompt import build_input_ids
+
+    ids = build_input_ids(loaded.tokenizer, prompt, num_video_tokens=0, video_token_id=loaded.video_token_id)
+    return int(ids.shape[1])
+
+
+def _decoded(
+    video: str | os.PathLike[str] | DecodedVideo, num_frames: int, say: Callable[[str], None]
+) -> DecodedVideo:
+    """The frames every setting runs on: decoded here (before any model load) or given decoded."""
+    from earlytom.models.video import DecodedVideo, load_video_reporting
+
+    if not isinstance(video, DecodedVideo):
+        say(f"decoding {video} ...")  # before the model load, which can take a minute
+        return load_video_reporting(video, num_frames, say)
+    if video.frames.shape[0] != num_frames:
+        raise InputError(f"the decoded video has {video.frames.shape[0]} frames, not num_frames="
+                         f"{num_frames}: decode it with {num_frames} frames")  # fmt: skip
+    return video
+
+
+def time_runs(pipeline: Any, video: DecodedVideo, prompt: str, *, label: str, warmup: int, runs: int,
+              say: Callable[[str], None]) -> list[Any]:  # fmt: skip
+    """`warmup` untimed calls, then `runs` timed ones (each to the first token)."""
+    for i in range(warmup):
+        say(f"{label}: warm-up {i + 1}/{warmup} ...")
+        pipeline(video, prompt, max_new_tokens=1)
+    results = []
+    for i in range(runs):
+        say(f"{label}: run {i + 1}/{runs} ...")
+        results.append(pipeline(video, prompt, max_new_tokens=1))
+    return results
 
 
 def check_bench_inputs(
