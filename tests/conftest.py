@@ -46,7 +46,7 @@ def jobs_frames(jobs_mp4: Path):
     return load_video(jobs_mp4, 32)
 
 
-def _export(tiny_cache: Path, out: Path, jobs_mp4: Path, **options):
+def _export(tiny_cache: Path, out: Path, jobs_mp4: Path, frames: int = 32, **options):
     """The tiny model exported through the library job (what earlytom-export runs)."""
     pytest.importorskip("onnxscript", reason="the ONNX export needs onnxscript")
     pytest.importorskip("onnxruntime", reason="validation runs the export in ONNX Runtime")
@@ -55,19 +55,20 @@ def _export(tiny_cache: Path, out: Path, jobs_mp4: Path, **options):
 
     precision = options.pop("precision", "float16")
     build = options.pop("build", None)
-    spec = ExportSpec(model="tiny", precision=precision, validation_video=jobs_mp4, validation_frames=32,
+    spec = ExportSpec(model="tiny", precision=precision, validation_video=jobs_mp4, validation_frames=frames,
                       cache_dir=tiny_cache, token_select="onnx", **options)  # fmt: skip
     return run_export(spec, out, build)
 
 
 @pytest.fixture(scope="session")
 def fp16_dir(tiny_cache: Path, jobs_mp4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tiny exported once per session: fp16 ONNX stages and TensorRT-RTX plans for the A100."""
+    """tiny exported once per session: fp16 ONNX stages and TensorRT-RTX plans for the A100
+    (validated on 8 frames of jobs.mp4; fp32_dir validates on all 32)."""
     pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is installed by scripts/setup.sh")
     from earlytom.engines.build import BuildConfig
 
     out = tmp_path_factory.mktemp("export") / "engines" / "tiny"
-    _export(tiny_cache, out, jobs_mp4, build=BuildConfig("a100"))
+    _export(tiny_cache, out, jobs_mp4, frames=8, build=BuildConfig("a100"))
     return out
 
 

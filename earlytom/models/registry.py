@@ -141,21 +141,13 @@ def _from_folder(
 
 
 def _random(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_dir: Path | None) -> LoadedModel:
-    from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
+    from transformers import AutoTokenizer
 
     from earlytom.models.fingerprint import random_fingerprint
     from earlytom.models.tiny import tiny_path
 
     config = architecture_config(spec.name)
-    # Seeded: repeated timing runs on one device merge the same frames. The caller's RNG is untouched.
-    cuda = (
-        [torch.cuda.current_device() if device.index is None else device.index]
-        if device.type == "cuda"
-        else []
-    )
-    with torch.random.fork_rng(devices=cuda), torch.device(device):
-        torch.manual_seed(0)
-        model = LlavaOnevisionForConditionalGeneration._from_config(config, dtype=dtype)
+    model = random_model(config, device, dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.hub_id, local_files_only=True)
     except (OSError, ValueError):
@@ -164,6 +156,23 @@ def _random(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_dir
         tokenizer = AutoTokenizer.from_pretrained(tiny_path(cache_dir))
     label = random_fingerprint(spec.name, f"model on {device.type}")
     return LoadedModel(spec.name, model.eval(), tokenizer, "random weights", random_label=label)
+
+
+def random_model(config: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """LlavaOnevisionForConditionalGeneration of `config` with HF's init, seeded (seed 0) on `device`.
+
+    Seeded: repeated timing runs on one device merge the same frames. The caller's RNG is untouched.
+    """
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    cuda = (
+        [torch.cuda.current_device() if device.index is None else device.index]
+        if device.type == "cuda"
+        else []
+    )
+    with torch.random.fork_rng(devices=cuda), torch.device(device):
+        torch.manual_seed(0)
+        return LlavaOnevisionForConditionalGeneration._from_config(config, dtype=dtype)
 
 
 def _first_line(exc: BaseException) -> str:
