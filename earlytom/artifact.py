@@ -225,6 +225,12 @@ class Artifact:
                 f"{self.folder / MANIFEST} declares stages {[d[0] for d in declared]} that this earlytom "
                 f"does not run ({[e[0] for e in expected]} expected): export the folder again"
             )
+        engines = manifest.engines
+        if engines is not None and [e.segment for e in engines.files] != [s.name for s in specs]:
+            raise ArtifactError(
+                f"{self.folder / MANIFEST} lists plans for {[e.segment for e in engines.files]}, not one per "
+                f"stage ({[s.name for s in specs]}): export the folder again"
+            )
         return replace(self, specs=specs)
 
     def files(self) -> list[tuple[str, str]]:
