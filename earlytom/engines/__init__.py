@@ -1,1 +1,1 @@
-"""ONNX segments -> TensorRT plans (full `tensorrt` or `tensorrt_rtx`), engine checks (DESIGN §5)."""
+"""ONNX stages -> TensorRT plans (tensorrt or tensorrt_rtx), engine checks, the plan executor (DESIGN §5)."""

@@ -1,1 +1,1 @@
-"""Segments -> FP16 ONNX (dynamic frames), ONNX Runtime validation, manifest (DESIGN §4)."""
+"""Stages -> ONNX (FP16 or FP32, dynamic frames), the ONNX Runtime executor, validation (DESIGN §4, §7)."""

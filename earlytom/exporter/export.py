@@ -99,9 +99,7 @@ def _export_stages(
     files: list[SegmentFile] = []
     for module in build_stages(exported, spec.config, attention_chunk=None):
         start = time.perf_counter()
-        layers = module.spec.layers
-        what = f"layers {layers[0]}-{layers[1]}" if layers else module.spec.kind
-        progress(f"exporting {module.spec.name} ({what}) to ONNX, {spec.precision}")
+        progress(f"exporting {module.spec.name} ({module.spec.describe()}) to ONNX, {spec.precision}")
         path = folder / f"{module.spec.name}.onnx"
         inline = spec.token_select == "onnx"
         files.append(

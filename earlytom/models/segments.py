@@ -73,6 +73,13 @@ class SegmentSpec:
     def scores_out(self) -> bool:
         return SCORES in self.outputs
 
+    def describe(self) -> str:
+        """What the stage runs, for progress lines: "layers 0-10", "layers 24-25, projector"..."""
+        layers = self.layers
+        parts = [f"layers {layers[0]}-{layers[1]}"] if layers else []
+        parts += {"head": ["projector"], "select": ["pooling, TokenSelect, newline"]}.get(self.kind, [])
+        return ", ".join(parts)
+
     @property
     def layers(self) -> tuple[int, int] | None:
         """Inclusive [first, last] encoder layers, None when the stage runs no layer."""

@@ -1,4 +1,4 @@
-"""Runtime: the pipeline users deploy (torch backend so far)."""
+"""Runtime: the pipeline users deploy (a vision path on torch, ONNX Runtime or TensorRT + the LM driver)."""
 
 from earlytom.runtime.pipeline import EarlyTomPipeline, RunResult
 from earlytom.runtime.timing import StageTimes
