@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from earlytom.artifact import Artifact
@@ -41,7 +42,8 @@ def run_export(
             artifact = build_engines(artifact, build, plugin_library=plugin_library, progress=progress)
         artifact.write()
     progress(f"wrote {out_dir}")
-    return Artifact.read(out_dir)
+    # The files were hashed as they were written; the renamed folder needs no second pass over them.
+    return replace(artifact, folder=out_dir.resolve())
 
 
 def resolve_token_select(mode: str, plugin_library: Path | None) -> str:
