@@ -6,17 +6,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from op_graphs import P, export_select
 
 from earlytom.compression import TokenBudget, frame_kinds, select_tokens, selected_count, token_budget
 from earlytom.ops import TOKEN_SELECT, token_select
-from earlytom.ops.onnx_function import ONNX_OPSET, attach_token_select_function, token_select_translation
 
-P, C = 196, 6
-
-
-class OnlySelect(torch.nn.Module):
-    def forward(self, features, scores, frame_kind, budget, token_slots):  # type: ignore[no-untyped-def]
-        return torch.ops.earlytom.token_select(features, scores, frame_kind, budget, token_slots)
+C = 6
 
 
 def inputs(frames: int, groups: list[tuple[int, int]], *, retention: float, seed: int, ties: bool):
@@ -62,19 +57,6 @@ def test_op_rejects_a_wrong_token_slots() -> None:
     args[4] = torch.arange(args[4].shape[0] + 1)
     with pytest.raises(ValueError, match="token_slots"):
         token_select(*args)
-
-
-def export_select(example: tuple[torch.Tensor, ...]) -> onnx.ModelProto:
-    """The op alone as ONNX (node + function body), frames and N dynamic."""
-    frames = torch.export.Dim("frames", min=1, max=4096)
-    selected = torch.export.Dim("selected", min=1, max=4096 * P)
-    translation = {torch.ops.earlytom.token_select.default: token_select_translation()}
-    program = torch.onnx.export(
-        OnlySelect(), example, input_names=list(TOKEN_SELECT.inputs), output_names=list(TOKEN_SELECT.outputs),
-        dynamic_shapes=({0: frames}, {0: frames}, {0: frames}, None, {0: selected}), opset_version=ONNX_OPSET,
-        dynamo=True, custom_translation_table=translation,
-    )  # fmt: skip
-    return attach_token_select_function(program.model_proto)
 
 
 @pytest.fixture(scope="module")

@@ -159,7 +159,7 @@ print(json.dumps({"layers": layers, "built": builder.build_serialized_network(ne
 def test_tensorrt_rtx_uses_the_plugin_when_loaded_and_the_body_when_not(plugin_dir, tmp_path, dtype) -> None:
     pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is installed by scripts/setup.sh")
     import onnx
-    from test_token_select import export_select
+    from op_graphs import export_select
 
     example = (
         torch.randn(3, 196, 64).to(dtype), torch.rand(3, 196), torch.zeros(3, dtype=torch.int64),
