@@ -148,10 +148,6 @@ class Manifest:
         return _parse(cls, data, "")
 
 
-def config_sha256(config: EarlyTomConfig) -> str:
-    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
@@ -211,7 +207,7 @@ class Artifact:
     def checked(self) -> Artifact:
         """Setting hash and declared stage I/O against the code's; returns self with its specs."""
         manifest = self.manifest
-        if config_sha256(manifest.config) != manifest.config_sha256:
+        if manifest.config.config_hash() != manifest.config_sha256:
             raise ArtifactError(
                 f"{self.folder / MANIFEST}: the EarlyTom setting does not match its config_sha256 (edited "
                 "by hand?): export the folder again"
@@ -311,8 +307,6 @@ def _value(hint: Any, value: Any, where: str) -> Any:
     kinds: tuple[Any, ...] = args if args else (hint,)
     if hint is float:
         kinds = (int, float)
-    if args and int in args and str in args:  # a shape dimension
-        kinds = (int, str)
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         raise ArtifactError(
             f"{MANIFEST}: field '{where}' has {type(value).__name__} {value!r}, expected "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from earlytom.artifact import Artifact, EngineSet, config_sha256
+from earlytom.artifact import Artifact, EngineSet
 from earlytom.config import EarlyTomConfig
 from earlytom.errors import EngineMismatchError
 
@@ -46,7 +46,7 @@ def check_engines(
             f"engines in {folder} target {engines.target} (SM{capability[0]}{capability[1]}) but this GPU "
             f"is {have}: re-export with the matching --target"
         )
-    if config is not None and config_sha256(config) != artifact.manifest.config_sha256:
+    if config is not None and config.config_hash() != artifact.manifest.config_sha256:
         raise EngineMismatchError(
             f"engines in {folder} were exported for another EarlyTom setting "
             f"({_describe(artifact.manifest.config)}, asked for {_describe(config)}): "

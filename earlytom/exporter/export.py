@@ -19,7 +19,6 @@ from earlytom.artifact import (
     Manifest,
     ModelEntry,
     ValidationSummary,
-    config_sha256,
     package_versions,
     write_json_atomic,
 )
@@ -119,7 +118,7 @@ def _manifest(
         format=FORMAT,
         model=ModelEntry(spec.model, loaded.source, loaded.fingerprint),
         config=spec.config,
-        config_sha256=config_sha256(spec.config),
+        config_sha256=spec.config.config_hash(),
         precision=spec.precision,
         tie_band=tie_band_for(spec.precision),
         opset=spec.opset,

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from earlytom.artifact import Artifact
 from earlytom.compression import tie_band_for
 from earlytom.config import EarlyTomConfig
@@ -83,8 +81,3 @@ def artifact_path(
     band = manifest.tie_band if tie_band is None else tie_band
     planner = planner_for(manifest.config, tie_band=band)
     return VisionPath(executors, planner, tokens_per_frame=manifest.geometry.pooled_tokens_per_frame)
-
-
-def model_device(loaded: LoadedModel) -> tuple[torch.device, torch.dtype]:
-    weight = loaded.model.get_input_embeddings().weight
-    return weight.device, weight.dtype
