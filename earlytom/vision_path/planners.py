@@ -21,8 +21,10 @@ class Planner(Protocol):
     tie_band: float  # Stage I comparisons within it resolve as exact ties (0: the released rule)
 
     def merge(
-        self, hidden: torch.Tensor, scores: torch.Tensor | None = None, *, stage: int = 0
+        self, hidden: torch.Tensor, scores: torch.Tensor | None = None, *, stage: int = 0, min_frames: int = 1
     ) -> MergeResult: ...
+
+    def min_frames(self, *, base_frames: int, tokens_per_frame: int) -> int: ...
 
     def selection_inputs(
         self, hidden: torch.Tensor, *, base_frames: int, tokens_per_frame: int, stage: int = 0
@@ -45,9 +47,12 @@ class PostEncoderPlanner:
         self.retention = retention
 
     def merge(
-        self, hidden: torch.Tensor, scores: torch.Tensor | None = None, *, stage: int = 0
+        self, hidden: torch.Tensor, scores: torch.Tensor | None = None, *, stage: int = 0, min_frames: int = 1
     ) -> MergeResult:
         raise RuntimeError("the post-encoder baseline never merges frames")
+
+    def min_frames(self, *, base_frames: int, tokens_per_frame: int) -> int:
+        return base_frames
 
     def selection_inputs(
         self, hidden: torch.Tensor, *, base_frames: int, tokens_per_frame: int, stage: int = 0
@@ -69,9 +74,12 @@ class StockPlanner:
     tie_band = 0.0
 
     def merge(
-        self, hidden: torch.Tensor, scores: torch.Tensor | None = None, *, stage: int = 0
+        self, hidden: torch.Tensor, scores: torch.Tensor | None = None, *, stage: int = 0, min_frames: int = 1
     ) -> MergeResult:
         raise RuntimeError("the stock model never merges frames")
+
+    def min_frames(self, *, base_frames: int, tokens_per_frame: int) -> int:
+        return base_frames
 
     def selection_inputs(
         self, hidden: torch.Tensor, *, base_frames: int, tokens_per_frame: int, stage: int = 0
@@ -92,4 +100,5 @@ def planner_for(config: EarlyTomConfig, method: str = "earlytom", *, tie_band: f
         drop_last_middle=config.drop_last_middle,
         retention=config.retention,
         tie_band=tie_band,
+        budget=config.budget,
     )
