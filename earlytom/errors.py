@@ -49,3 +49,7 @@ class EngineMismatchError(EarlyTomError):
 
 class ArtifactError(EarlyTomError):
     """An artifact folder that is missing, malformed, from another format, or changed since export."""
+
+
+class ServingError(EarlyTomError):
+    """A serving request the server refused, or a server that cannot be reached."""

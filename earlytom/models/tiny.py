@@ -12,9 +12,11 @@ layers. The outputs are meaningless; the shapes, ids and code paths are the real
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,6 +34,30 @@ from earlytom.models.prompt import LLAVA_OV_CHAT_TEMPLATE
 
 # Bump whenever anything below changes what gets built: it names the cache folder.
 TINY_VERSION = "1"
+SERVING_VERSION = "1"  # the same for what `tiny_serving_path` adds
+
+SERVING_TEXT_HEADS = {"num_attention_heads": 2, "num_key_value_heads": 1}
+# LlavaOnevisionProcessor's settings for SigLIP at 384 px (the llava-hf checkpoints' values).
+_PIXELS = {
+    "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
+    "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 3,
+    "rescale_factor": 1 / 255, "size": {"height": 384, "width": 384},
+}  # fmt: skip
+SERVING_PROCESSOR = {
+    "processor_class": "LlavaOnevisionProcessor",
+    "image_token": "<image>",
+    "video_token": "<video>",
+    "num_image_tokens": 729,
+    "vision_aspect_ratio": "anyres_max_9",
+    "vision_feature_select_strategy": "full",
+    "image_processor": _PIXELS | {"do_pad": True, "image_processor_type": "LlavaOnevisionImageProcessor"},
+    "video_processor": _PIXELS
+    | {
+        "do_sample_frames": False,
+        "return_metadata": False,
+        "video_processor_type": "LlavaOnevisionVideoProcessor",
+    },
+}
 
 SEED = 20250101
 TARGET_VOCAB = 1000
@@ -162,19 +188,59 @@ def build_tiny(out_dir: Path) -> None:
 
 
 def tiny_path(cache_dir: Path | None = None) -> Path:
-    """The cached `tiny` folder, built first if missing.
+    """The cached `tiny` folder, built first if missing."""
+    return _cached(cache_dir, f"tiny-v{TINY_VERSION}", build_tiny)
+
+
+def tiny_serving_path(cache_dir: Path | None = None) -> Path:
+    """The cached `tiny-vllm` folder: `tiny` as vLLM's CPU build serves it, built first if missing.
+
+    Same tensors as `tiny`; the language model reads them as 2 query heads and 1 KV head (head
+    size 32: vLLM's CPU attention refuses tiny's 16; the weight shapes are unchanged), the vision
+    tensors are named as in the llava-hf checkpoints (`vision_tower.vision_model.*`, what vLLM's
+    loader reads), and a processor config tells vLLM how to preprocess images and videos.
+    """
+    source = tiny_path(cache_dir)
+    return _cached(
+        cache_dir, f"tiny-vllm-v{TINY_VERSION}.{SERVING_VERSION}", lambda out: _build_serving(source, out)
+    )
+
+
+def _build_serving(source: Path, out_dir: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, out_dir / name)
+    config = json.loads((source / "config.json").read_text())
+    config["text_config"] |= SERVING_TEXT_HEADS
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
+    (out_dir / "processor_config.json").write_text(json.dumps(SERVING_PROCESSOR, indent=2))
+    tensors = load_file(str(source / "model.safetensors"))
+    renamed = {_llava_hf_name(key): tensor for key, tensor in tensors.items()}
+    save_file(renamed, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+
+
+def _llava_hf_name(key: str) -> str:
+    if key.startswith("vision_tower.") and not key.startswith("vision_tower.vision_model."):
+        return "vision_tower.vision_model." + key.removeprefix("vision_tower.")
+    return key
+
+
+def _cached(cache_dir: Path | None, folder: str, build: Callable[[Path], None]) -> Path:
+    """`cache_dir / folder`, built first if missing.
 
     The build goes into a temporary folder inside `cache_dir` that is then renamed into place, so
     the final path never holds a partial model; if another process got there first, ours is dropped.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    final = cache_dir / f"tiny-v{TINY_VERSION}"
+    final = cache_dir / folder
     if final.is_dir():
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tiny-v{TINY_VERSION}-", dir=cache_dir))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=cache_dir))
     try:
-        build_tiny(tmp)
+        build(tmp)
         for entry in [tmp, *tmp.iterdir()]:  # mkdtemp / atomic writers leave 0700 / 0600 behind
             entry.chmod(0o755 if entry.is_dir() else 0o644)
         try:
