@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -23,7 +22,8 @@ from earlytom.cli.paramtypes import Count
 @warmup_option(10)
 @click.option(
     "--out", type=click.Path(path_type=Path),
-    help="Folder for profile.json, recorded inputs and trtexec times.  [default: FOLDER/profile]",
+    help="Folder for profile.json, recorded inputs and trtexec times.  [default: FOLDER-profile, "
+    "beside FOLDER]",
 )  # fmt: skip
 @friendly_errors
 def profile(
@@ -31,10 +31,11 @@ def profile(
 ) -> None:
     """Run the exported segments once on --video to record each plan's shapes, then time every plan:
     with trtexec when it is on PATH, else with CUDA events from Python (--warmup untimed runs first).
-    Prints segment, frames and ms p50/p90, and writes profile.json."""
-    from earlytom.engines.profile import profile_artifacts
+    Prints segment, frames and ms p50/p90, and writes profile.json (only --out is written to, and
+    only once the folder, its plans and a timing tool or GPU are found)."""
+    from earlytom.engines.profile import default_profile_folder, profile_artifacts
 
-    out_dir = out or folder / "profile"
+    out_dir = out or default_profile_folder(folder)
     report = profile_artifacts(
         folder, video.video, out_dir=out_dir, num_frames=video.frames, iterations=iterations, warmup=warmup,
         commands_only=print_commands, progress=progress,
@@ -43,7 +44,6 @@ def profile(
         for command in report["commands"]:
             click.echo(command)
         return
-    (out_dir / "profile.json").write_text(json.dumps(report, indent=2) + "\n")
     click.echo(f"{'segment':<10} {'frames':>6} {'p50 ms':>9} {'p90 ms':>9}   ({report['method']})")
     for row in report["segments"]:
         click.echo(f"{row['segment']:<10} {row['frames']:>6} {row['p50_ms']:>9.3f} {row['p90_ms']:>9.3f}")

@@ -4,32 +4,38 @@
    each stage receives: frame counts, and the select stage's frame kinds, budget and N.
 2. Per plan, either the exact trtexec command (with those shapes and the recorded integer inputs,
    saved as .bin files), run when the tool is on PATH, or CUDA-event timing from Python.
+
+Everything is written into the output folder only, and only once the run can finish: the folder,
+its plans, the timing tool or a GPU and the output place are checked first, and a failure part way
+(Ctrl-C included) removes what the run wrote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
 import statistics
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from earlytom.artifact import Artifact, EngineSet
+from earlytom.artifact import Artifact, EngineSet, require_writable_folder, write_json_atomic
 from earlytom.errors import InputError, MissingDependencyError
-from earlytom.exporter.ort_executor import OrtExecutor
+from earlytom.exporter.ort_executor import artifact_executors
 from earlytom.vision_path import VisionPath, planner_for
 
 Progress = Callable[[str], None]
 # Inputs whose values steer the work (or must be consistent): loaded from the recorded run.
 RECORDED_INPUTS = ("scores", "frame_kind", "budget", "token_slots")
 TOOLS = {"tensorrt": "trtexec", "tensorrt_rtx": "tensorrt_rtx"}
+PYTHON_TIMING = "python-cuda-events"
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ def record_shapes(artifact: Artifact, video: Path, num_frames: int, inputs_dir: 
 
     engines = _engines(artifact)
     manifest = artifact.manifest
-    executors = [OrtExecutor(artifact.path(artifact.segment(s.name).file), s) for s in artifact.specs]
+    executors = [*artifact_executors(artifact)]
     planner = planner_for(manifest.config, tie_band=manifest.tie_band)
     path = VisionPath(executors, planner, tokens_per_frame=manifest.geometry.pooled_tokens_per_frame)
     pixels = preprocess_frames(load_video(video, num_frames).frames, size=manifest.geometry.image_size)
@@ -194,6 +200,26 @@ def _feed(segment: SegmentShapes) -> dict[str, torch.Tensor]:
     return {name: tensor.cuda() for name, tensor in feed.items()}
 
 
+def default_profile_folder(folder: Path) -> Path:
+    """Where a profile goes unless told: beside the artifact folder, which is never written to."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + "-profile")
+
+
+def timing_method(engines: EngineSet) -> str:
+    """The tool (trtexec, or tensorrt_rtx for TensorRT-RTX plans) when on PATH, else CUDA events
+    from Python; with neither a tool nor a GPU the plans cannot be timed here."""
+    tool = TOOLS[engines.builder]
+    if shutil.which(tool):
+        return tool
+    if not torch.cuda.is_available():
+        raise InputError(
+            f"timing the plans needs {tool} on PATH or an NVIDIA GPU, and this machine has neither: use "
+            f"--print-commands to get the {tool} commands and run them on the target machine"
+        )
+    return PYTHON_TIMING
+
+
 def profile_artifacts(
     folder: Path,
     video: Path,
@@ -205,42 +231,69 @@ def profile_artifacts(
     commands_only: bool = False,
     progress: Progress = lambda _: None,
 ) -> dict[str, Any]:
-    """Record shapes on `video`, then the tool's commands (and run them) or Python timings."""
+    """Record shapes on `video`, then the tool's commands (and run them) or Python timings; the
+    report is also written to `out_dir`/profile.json unless `commands_only`."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError(
             "profiling records shapes with onnxruntime: pip install 'earlytom[onnx]'"
         ) from exc
+    if out_dir is not None:
+        require_writable_folder(Path(out_dir))
     artifact = Artifact.read(Path(folder))
     engines = _engines(artifact)
+    method = None if commands_only else timing_method(engines)
     out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="earlytom-profile-"))
-    progress(f"running the exported segments once on {video} ({num_frames} frames) to record shapes")
-    segments = record_shapes(artifact, Path(video), num_frames, out_dir / "inputs")
-    commands = tool_commands(artifact, segments, times_dir=out_dir, iterations=iterations, warmup_ms=500)
-    report: dict[str, Any] = {
-        "folder": str(artifact.folder.resolve()),
-        "video": str(video),
-        "frames_per_segment": {s.name: s.frames for s in segments},
-        "commands": [shlex.join(c) for c in commands],
-        "builder": engines.builder,
-        "method": None,
-        "segments": [],
-    }
-    if commands_only:
-        return report
-    tool = TOOLS[engines.builder]
-    if shutil.which(tool):
-        progress(f"running {tool} per plan")
-        timings = [
-            SegmentTiming(s.name, s.frames, run_tool(c, out_dir / f"{s.name}.times.json"))
-            for s, c in zip(segments, commands, strict=True)
-        ]
-        report["method"] = tool
-    else:
-        progress(f"{tool} is not on PATH: timing each plan from Python with CUDA events")
-        timings = time_in_python(artifact, segments, iterations=iterations, warmup=warmup, progress=progress)
-        report["method"] = "python-cuda-events"
-        report["device"] = torch.cuda.get_device_name()
-    report["segments"] = [t.to_dict() for t in timings]
+    with removed_on_failure(out_dir):
+        progress(f"running the exported segments once on {video} ({num_frames} frames) to record shapes")
+        segments = record_shapes(artifact, Path(video), num_frames, out_dir / "inputs")
+        commands = tool_commands(artifact, segments, times_dir=out_dir, iterations=iterations, warmup_ms=500)
+        report: dict[str, Any] = {
+            "folder": str(artifact.folder.resolve()),
+            "video": str(video),
+            "frames_per_segment": {s.name: s.frames for s in segments},
+            "commands": [shlex.join(c) for c in commands],
+            "builder": engines.builder,
+            "method": method,
+            "segments": [],
+        }
+        if method is None:
+            return report
+        if method == PYTHON_TIMING:
+            progress(
+                f"{TOOLS[engines.builder]} is not on PATH: timing each plan from Python with CUDA events"
+            )
+            timings = time_in_python(
+                artifact, segments, iterations=iterations, warmup=warmup, progress=progress
+            )
+            report["device"] = torch.cuda.get_device_name()
+        else:
+            progress(f"running {method} per plan")
+            timings = [
+                SegmentTiming(s.name, s.frames, run_tool(c, out_dir / f"{s.name}.times.json"))
+                for s, c in zip(segments, commands, strict=True)
+            ]
+        report["segments"] = [t.to_dict() for t in timings]
+        write_json_atomic(out_dir / "profile.json", report)
     return report
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: Path) -> Iterator[None]:
+    """On any failure (Ctrl-C included) remove what the block wrote: the folder when the block
+    created it, else only the files and folders that are new in it."""
+    existed = folder.exists()
+    before = set(folder.rglob("*")) if existed else set()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for path in sorted(set(folder.rglob("*")) - before, reverse=True):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise

@@ -45,11 +45,20 @@ def output_shape(dims: Any, name: str) -> tuple[int, ...]:
 
 
 class TrtPlan:
-    """A deserialised plan with one execution context; called with named CUDA tensors."""
+    """A deserialised plan with one execution context; called with named CUDA tensors. `data`: the
+    plan's bytes, already read and checked (else read from `plan`)."""
 
-    def __init__(self, trt: Any, runtime: Any, plan: Path, device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        trt: Any,
+        runtime: Any,
+        plan: Path,
+        device: torch.device | None = None,
+        *,
+        data: bytes | None = None,
+    ) -> None:
         self.trt, self.device = trt, device or torch.device("cuda", torch.cuda.current_device())
-        self.engine = runtime.deserialize_cuda_engine(plan.read_bytes())
+        self.engine = runtime.deserialize_cuda_engine(plan.read_bytes() if data is None else data)
         if self.engine is None:
             raise EngineMismatchError(f"{plan} could not be deserialised on this GPU (see the log above)")
         self.context = self.engine.create_execution_context()
@@ -87,8 +96,10 @@ class TrtPlan:
 class TrtExecutor(TrtPlan):
     """A stage's plan behind the vision path's executor protocol; its bindings must be the spec's."""
 
-    def __init__(self, trt: Any, runtime: Any, plan: Path, spec: SegmentSpec, device: torch.device) -> None:
-        super().__init__(trt, runtime, plan, device)
+    def __init__(
+        self, trt: Any, runtime: Any, plan: Path, spec: SegmentSpec, device: torch.device, data: bytes
+    ) -> None:
+        super().__init__(trt, runtime, plan, device, data=data)
         self.spec = spec
         if (set(self.inputs), set(self.outputs)) != (set(spec.input_names), set(spec.output_names)):
             raise EngineMismatchError(
@@ -119,9 +130,13 @@ def tensorrt_executors(artifact: Artifact, device: torch.device) -> list[TrtExec
     if engines.plugin is not None and any(f.needs_plugin for f in engines.files):
         from earlytom.trt_plugins.registry import load_plugin_library
 
+        artifact.verified_bytes(engines.plugin.file)  # checked again just before the loader maps it
         load_plugin_library(trt, artifact.path(engines.plugin.file))
     runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
-    return [
-        TrtExecutor(trt, runtime, artifact.path(engines.entry(spec.name).file), spec, device)
-        for spec in artifact.specs
-    ]
+    executors = []
+    for spec in artifact.specs:
+        file = engines.entry(spec.name).file
+        executors.append(
+            TrtExecutor(trt, runtime, artifact.path(file), spec, device, artifact.verified_bytes(file))
+        )
+    return executors

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from earlytom.artifact import Artifact
 from earlytom.errors import ArtifactError, MissingDependencyError
 from earlytom.models.segments import SegmentSpec
 from earlytom.vision_path import Tensors
@@ -30,10 +31,31 @@ def ort_providers(device: torch.device) -> tuple[str, ...]:
     return ("CPUExecutionProvider",)
 
 
-class OrtExecutor:
-    """One ONNX Runtime session per stage, made once; called with named tensors."""
+def artifact_executors(
+    artifact: Artifact, providers: Sequence[str] = ("CPUExecutionProvider",)
+) -> list[OrtExecutor]:
+    """One session per stage of a verified artifact, made from the file's bytes as they were checked."""
+    executors = []
+    for spec in artifact.specs:
+        file = artifact.segment(spec.name).file
+        executors.append(
+            OrtExecutor(artifact.path(file), spec, providers, model=artifact.verified_bytes(file))
+        )
+    return executors
 
-    def __init__(self, path: Path, spec: SegmentSpec, providers: Sequence[str] = ("CPUExecutionProvider",)):
+
+class OrtExecutor:
+    """One ONNX Runtime session per stage, made once; called with named tensors. `model`: the
+    graph's bytes, already read and checked (else ONNX Runtime reads `path`)."""
+
+    def __init__(
+        self,
+        path: Path,
+        spec: SegmentSpec,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        *,
+        model: bytes | None = None,
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -43,7 +65,8 @@ class OrtExecutor:
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: ORT warns about every fp16 node it runs via fp32
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=list(providers))
+            source = str(path) if model is None else model
+            self.session = ort.InferenceSession(source, options, providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable graphs
             raise ArtifactError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from exc
         self.spec = spec

@@ -64,12 +64,9 @@ def artifact_path(
     device = vision.image_newline.device
     executors: list[Executor]
     if backend == "onnxruntime":
-        from earlytom.exporter.ort_executor import OrtExecutor, ort_providers
+        from earlytom.exporter.ort_executor import artifact_executors, ort_providers
 
-        providers = ort_providers(device)
-        executors = [
-            OrtExecutor(artifact.path(artifact.segment(s.name).file), s, providers) for s in artifact.specs
-        ]
+        executors = [*artifact_executors(artifact, ort_providers(device))]
     elif backend == "tensorrt":
         from earlytom.engines.runner import tensorrt_executors
 
