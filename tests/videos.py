@@ -19,11 +19,15 @@ def frame_rgb(index: int, width: int, height: int) -> np.ndarray:
     return rgb
 
 
-def write_video(path: Path, num_frames: int, width: int = 96, height: int = 64, fps: int = 25) -> Path:
-    """An mpeg4 video of `num_frames` index-coded frames (zero frames: header only)."""
+def write_video(
+    path: Path, num_frames: int, width: int = 96, height: int = 64, fps: int = 25, *, faststart: bool = False
+) -> Path:
+    """An mpeg4 video of `num_frames` index-coded frames (zero frames: header only). `faststart`: an
+    MP4 whose index comes first, so that a copy cut short still opens (as a truncated download does)."""
     import av  # here, not at the top: modules that merely import this helper collect without PyAV
 
-    with av.open(str(path), "w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.bit_rate = 5_000_000  # high enough that flat colours survive within ~3 levels

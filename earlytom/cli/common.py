@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -26,8 +28,39 @@ class Command(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
-            ctx.exit(1)
+            usage_error(ctx, exc)
+
+
+class Group(click.Group):
+    """A command group with the same convention: an unknown command or option is one `error: ...`
+    line and exit code 1; no arguments at all prints the help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["context_settings"] = HELP_OPTIONS | (kwargs.get("context_settings") or {})
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            click.echo(ctx.get_help())
+            ctx.exit(0)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            usage_error(ctx, exc)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            usage_error(ctx, exc)
+
+
+def usage_error(ctx: click.Context, exc: click.UsageError) -> NoReturn:
+    """A command-line mistake as one `error: ...` line on stderr, exit code 1."""
+    click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+    ctx.exit(1)
 
 
 def friendly_errors(command: Callable[..., None]) -> Callable[..., None]:
@@ -48,7 +81,11 @@ def friendly_errors(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def _quiet_libraries(verbose: bool) -> None:
+    """Without --verbose: no library warnings (earlytom's own are reported as `warning:` lines),
+    no transformers logs or progress bars, no FFmpeg log lines from OpenCV."""
     if not verbose:
+        warnings.simplefilter("ignore")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # quiet; read when OpenCV first opens a file
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from earlytom.cli.common import Command, friendly_errors, progress
-from earlytom.cli.options import ModelOptions, SettingOptions, model_options, setting_options
+from earlytom.cli.options import (
+    ModelOptions,
+    SettingOptions,
+    allow_partial_flag,
+    model_options,
+    plain,
+    setting_options,
+)
+from earlytom.cli.paramtypes import Count, VideoPath
+from earlytom.models.context import MAX_FRAMES
 
 
 @click.command(cls=Command)
@@ -37,12 +47,15 @@ from earlytom.cli.options import ModelOptions, SettingOptions, model_options, se
 @click.option("--skip-build", is_flag=True, help="Write and validate the ONNX segments only.")
 @click.option("--fp32", is_flag=True, help="Export FP32 graphs (validated for identical token selection).")
 @click.option(
-    "--validation-video", type=click.Path(path_type=Path),
-    help="Real video for ONNX Runtime validation (random frames are always checked too).",
+    "--validation-video", type=VideoPath(),
+    help="Real video for ONNX Runtime validation (random frames are always checked too); 'demo' is the "
+    "project's demo clip.",
 )  # fmt: skip
 @click.option(
-    "--validation-frames", default=8, show_default=True, type=int, help="Frames per validation case."
-)
+    "--validation-frames", default=8, show_default=True, type=Count(2, MAX_FRAMES),
+    help="Frames per validation case.",
+)  # fmt: skip
+@plain(allow_partial_flag())  # for --validation-video
 @click.option(
     "--force", is_flag=True, help="Replace an existing output folder (only once the new one is complete)."
 )
@@ -50,16 +63,21 @@ from earlytom.cli.options import ModelOptions, SettingOptions, model_options, se
 def export(
     model: ModelOptions, setting: SettingOptions, out: Path | None, target: str, builder: str,
     frames_profile: str, token_select: str, plugin_library: Path | None, skip_build: bool, fp32: bool,
-    validation_video: Path | None, validation_frames: int, force: bool,
+    validation_video: Path | None, validation_frames: int, allow_partial: bool, force: bool,
 ) -> None:  # fmt: skip
     """Export EarlyTom's compressing vision encoder: FP16 ONNX stages (encoder segments split at the
     prune layers, a head with the remaining layers and the projector, a select stage with pooling,
     the TokenSelect op and the newline), each validated in ONNX Runtime against PyTorch, and
     TensorRT plans of every stage; manifest.json describes and vouches for them all. Only the
     vision tower, projector and newline of --model are loaded."""
+    from earlytom.artifact import require_writable_folder
+
+    out_dir = out or Path("engines") / Path(model.model).name
+    require_writable_folder(out_dir, "--out", beside=True)  # before the imports and work below
+
     from earlytom.engines.build import BuildConfig
     from earlytom.exporter.export import ExportSpec
-    from earlytom.jobs import resolve_token_select, run_export
+    from earlytom.jobs import Interrupted, resolve_token_select, run_export
 
     config = setting.config()
     build = None if skip_build else BuildConfig(target, *_profile(frames_profile), builder=builder)
@@ -71,9 +89,13 @@ def export(
         validation_video=validation_video,
         validation_frames=validation_frames,
         token_select=resolve_token_select(token_select, plugin_library),
+        allow_partial_video=allow_partial,
     )
-    out_dir = out or Path("engines") / Path(model.model).name
-    run_export(spec, out_dir, build, force=force, plugin_library=plugin_library, progress=progress)
+    try:
+        run_export(spec, out_dir, build, force=force, plugin_library=plugin_library, progress=progress)
+    except Interrupted as stop:
+        click.echo(f"error: export {stop}: nothing was written to {out_dir}", err=True)
+        sys.exit(128 + stop.signum)
 
 
 def _profile(text: str) -> tuple[int, int, int]:

@@ -18,7 +18,7 @@ from earlytom.cli.options import (
     model_options,
     setting_options,
 )
-from earlytom.cli.paramtypes import NumberList
+from earlytom.cli.paramtypes import Count, NumberList
 from earlytom.compression.flops import CONVENTIONS, Convention, FlopsReport, RunFlops, flops_report
 from earlytom.config import PRESETS, EarlyTomConfig, check_retention
 from earlytom.errors import ConfigError
@@ -42,11 +42,13 @@ CONVENTION_TEXT = {
     "of `earlytom run --json`). Default: the range from most merging to no merging.",
 )  # fmt: skip
 @click.option(
-    "--visual-tokens", type=int,
+    "--visual-tokens", type=Count(1),
     help="Visual tokens N+1 given to the LLM, newline included (visual_tokens_after of `earlytom run "
     "--json`). Default: estimated from the final frame count.",
 )  # fmt: skip
-@click.option("--prompt-tokens", default=0, show_default=True, type=int, help="Text tokens in the prefill.")
+@click.option(
+    "--prompt-tokens", default=0, show_default=True, type=Count(0), help="Text tokens in the prefill."
+)
 @click.option(
     "--convention", default="paper", show_default=True, type=click.Choice(list(CONVENTIONS)),
     help="paper: reproduces the paper's 82.6 T; per-frame: the arithmetic a real prefill does.",
@@ -116,8 +118,8 @@ def _table(model: str, report: FlopsReport) -> str:
             )
         if any(run.visual_tokens_estimated for run in report.earlytom):
             lines.append(
-                f"* visual tokens estimated with final groups of {config.max_window - 1} frames: pass "
-                "--visual-tokens for the measured count"
+                f"* visual tokens estimated with full final groups (max_window {config.max_window} − 1 "
+                "frames each): pass --visual-tokens for the measured count"
             )
     return "\n".join(lines)
 

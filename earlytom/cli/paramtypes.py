@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,18 +23,39 @@ def flag_of(param: click.Parameter | None) -> str:
 
 
 class Count(click.IntRange):
-    """click.IntRange(min=low), worded `--frames=0 is out of range: must be an integer >= 1`."""
+    """click.IntRange(min=low, max=high), worded `--frames=0 is out of range: must be an integer >= 1`
+    (`... in 1..1024` with a maximum)."""
 
-    def __init__(self, low: int) -> None:
-        super().__init__(min=low)
+    def __init__(self, low: int, high: int | None = None) -> None:
+        super().__init__(min=low, max=high)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:
             return super().convert(value, param, ctx)
         except click.BadParameter:
+            bound = f">= {self.min}" if self.max is None else f"in {self.min}..{self.max}"
             raise FlagValueError(
-                f"{flag_of(param)}={value} is out of range: must be an integer >= {self.min}", ctx, param
+                f"{flag_of(param)}={value} is out of range: must be an integer {bound}", ctx, param
             ) from None
+
+
+class VideoPath(click.Path):
+    """A video file, or `demo`: the project's demo clip (written once and cached, see
+    `earlytom.models.demo_clip`); `./demo` is a file named demo."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value == "demo":
+            from earlytom.errors import EarlyTomError
+            from earlytom.models.demo_clip import demo_clip_path
+
+            try:
+                return demo_clip_path()
+            except EarlyTomError as exc:
+                raise FlagValueError(f"{flag_of(param)} demo: {exc}", ctx, param) from None
+        return super().convert(value, param, ctx)
 
 
 class NumberList(click.ParamType):

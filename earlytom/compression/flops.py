@@ -72,10 +72,11 @@ class ArchitectureShape:
     patch_dim: int = 3 * 14 * 14  # input values per patch of the patch-embedding convolution
     llm_head_dim: int = 0  # 0: llm_hidden // llm_heads (Qwen2)
     llm_gated_mlp: bool = True  # SwiGLU: gate, up and down matrices
+    llm_context: int = 0  # max_position_embeddings: the most tokens one prefill holds (0: unknown)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            least = 0 if name == "llm_head_dim" else 1  # 0 means "derive it"
+            least = 0 if name in ("llm_head_dim", "llm_context") else 1  # 0: derive it / unknown
             if not isinstance(value, bool) and (not isinstance(value, int) or value < least):
                 raise InputError(f"ArchitectureShape.{name}={value} must be an integer >= {least}")
         if self.llm_heads % self.llm_kv_heads:
@@ -200,10 +201,10 @@ def _check(
         raise ConfigError(
             f"prune_layers={layers} must be strictly increasing vision layers in 0..{shape.vision_layers - 1}"
         )
-    if visual_tokens < 1 or prompt_tokens < 0:
-        raise ConfigError(
-            f"visual_tokens={visual_tokens} must be >= 1 and prompt_tokens={prompt_tokens} >= 0"
-        )
+    if visual_tokens < 1:
+        raise ConfigError(f"visual_tokens={visual_tokens} is out of range: must be >= 1")
+    if prompt_tokens < 0:
+        raise ConfigError(f"prompt_tokens={prompt_tokens} is out of range: must be >= 0")
     if inner_layer is not None and not 1 <= inner_layer < shape.llm_layers:
         raise ConfigError(f"inner_layer={inner_layer} is out of range: 1..{shape.llm_layers - 1}")
     if not 0.0 <= inner_ratio < 1.0:
@@ -295,6 +296,34 @@ def _fewest_out(n: int, config: EarlyTomConfig) -> int:
     return 2 + (middle // 2 if config.drop_last_middle else math.ceil(middle / 2))
 
 
+def _check_request(
+    shape: ArchitectureShape, frames: int, visual_tokens: int | None, prompt_tokens: int
+) -> None:
+    """The numbers a user gives: positive frames, at most the stock model's visual tokens, and a
+    prefill that fits the language model's context (when the shape records it)."""
+    if frames < 1:
+        raise ConfigError(f"frames={frames} is out of range: must be >= 1")
+    stock = frames * shape.pooled_tokens_per_frame + 1
+    if visual_tokens is not None and not 1 <= visual_tokens <= stock:
+        raise ConfigError(
+            f"visual_tokens={visual_tokens} is out of range: {frames} frames give 1..{stock} (the stock "
+            "model's count, newline included)"
+        )
+    if prompt_tokens < 0:
+        raise ConfigError(f"prompt_tokens={prompt_tokens} is out of range: must be >= 0")
+    context = shape.llm_context
+    if visual_tokens is None and 0 < context <= prompt_tokens:
+        raise ConfigError(
+            f"prompt_tokens={prompt_tokens} is out of range: the language model's context holds {context} "
+            "positions, the visual tokens included"
+        )
+    if visual_tokens is not None and 0 < context < prompt_tokens + visual_tokens:
+        raise ConfigError(
+            f"prompt_tokens={prompt_tokens} with visual_tokens={visual_tokens} need "
+            f"{prompt_tokens + visual_tokens} positions, more than the language model's context of {context}"
+        )
+
+
 def flops_report(
     shape: ArchitectureShape,
     *,
@@ -308,8 +337,7 @@ def flops_report(
 ) -> FlopsReport:
     """Baseline, plus EarlyTom when `config` is given: at `frames_per_stage` when known (e.g. from
     `earlytom run --json`), else at both ends of `frame_count_range`."""
-    if frames < 1:
-        raise ConfigError(f"frames={frames} must be >= 1")
+    _check_request(shape, frames, visual_tokens, prompt_tokens)
     base = baseline_flops(shape, frames=frames, prompt_tokens=prompt_tokens, convention=convention)
     baseline = RunFlops("baseline", (frames,), frames * shape.pooled_tokens_per_frame + 1, False, base)
     if config is None:

@@ -22,6 +22,7 @@ from earlytom.artifact import (
 )
 from earlytom.engines.builders import Builder, Target, load_builder, target
 from earlytom.errors import ExportError
+from earlytom.models.context import MAX_FRAMES
 from earlytom.models.segments import FRAMES, SELECTED
 
 Progress = Callable[[str], None]
@@ -37,11 +38,12 @@ class BuildConfig:
 
     def __post_init__(self) -> None:
         target(self.target)  # unknown target -> ExportError
-        if not 1 <= self.min_frames <= self.opt_frames <= self.max_frames:
+        if not 1 <= self.min_frames <= self.opt_frames <= self.max_frames <= MAX_FRAMES:
             raise ExportError(
                 f"frame profile {self.min_frames}/{self.opt_frames}/{self.max_frames} is invalid: "
-                "need 1 <= min <= opt <= max"
+                f"need 1 <= min <= opt <= max <= {MAX_FRAMES}"
             )
+        load_builder(self.builder)  # not installed -> MissingDependencyError, before any export work
 
 
 def build_engines(

@@ -50,15 +50,33 @@ def load_builder(preference: str = "auto") -> Builder:
     if preference not in ("auto", *BUILDERS):
         raise ExportError(f"unknown builder '{preference}': choose auto, {' or '.join(BUILDERS)}")
     for name in BUILDERS if preference == "auto" else (preference,):
-        try:
-            module = __import__(name)
-        except ImportError:
-            continue
-        return Builder(name, module, str(module.__version__))
-    wanted = "TensorRT-RTX (pip install 'earlytom[rtx]') or TensorRT >= 10 (pip install 'earlytom[trt]')"
-    if preference != "auto":
-        wanted = {
-            "tensorrt": "TensorRT (pip install 'earlytom[trt]')",
-            "tensorrt_rtx": "TensorRT-RTX (pip install 'earlytom[rtx]')",
-        }[preference]
-    raise MissingDependencyError(f"no TensorRT builder is installed: install {wanted}, or pass --skip-build")
+        module = _import(name)
+        if module is not None:
+            return Builder(name, module, str(module.__version__))
+    if preference == "auto":
+        raise MissingDependencyError(
+            "no TensorRT builder is installed: install TensorRT-RTX (pip install 'earlytom[rtx]') or "
+            "TensorRT >= 10 (pip install 'earlytom[trt]'), or pass --skip-build"
+        )
+    other = next(name for name in BUILDERS if name != preference)
+    module = _import(other)
+    installed = (
+        f", {NAMES[other]} {module.__version__} is: export with --builder {other} (or auto) to build for it"
+        if module is not None
+        else ""
+    )
+    raise MissingDependencyError(
+        f"{NAMES[preference]} is not installed{installed}; to use {NAMES[preference]}, pip install "
+        f"'earlytom[{EXTRAS[preference]}]'; or export with --skip-build"
+    )
+
+
+NAMES = {"tensorrt": "full TensorRT", "tensorrt_rtx": "TensorRT-RTX"}
+EXTRAS = {"tensorrt": "trt", "tensorrt_rtx": "rtx"}
+
+
+def _import(name: str) -> ModuleType | None:
+    try:
+        return __import__(name)
+    except ImportError:
+        return None

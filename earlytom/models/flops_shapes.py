@@ -14,7 +14,7 @@ from earlytom.models.registry import MODELS
 
 def architecture_shape(name_or_path: str) -> ArchitectureShape:
     """The shape of `tiny`, `llava-ov-0.5b`, `llava-ov-7b`, or of a local checkpoint folder's config."""
-    if name_or_path == "tiny":
+    if name_or_path in ("tiny", "tiny-vllm"):  # the same widths (tiny-vllm regroups the heads)
         from earlytom.models.tiny import build_tokenizer, tiny_config
 
         # The tokenizer only sets the vocabulary size; training it takes a few milliseconds.
@@ -55,4 +55,5 @@ def shape_from_config(config: Any) -> ArchitectureShape:
         patch_dim=vision.num_channels * vision.patch_size * vision.patch_size,
         # Qwen2 has no head_dim field: the model uses hidden_size // num_attention_heads.
         llm_head_dim=getattr(text, "head_dim", None) or 0,
+        llm_context=int(getattr(text, "max_position_embeddings", 0) or 0),
     )

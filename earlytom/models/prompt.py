@@ -6,6 +6,7 @@ rendering is small enough to own.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -34,16 +35,51 @@ LLAVA_OV_CHAT_TEMPLATE = (
 )
 
 
-def check_prompt(prompt: str) -> None:
+# What the chat template writes around the user's text in every registered family (LLaVA-OneVision
+# on Qwen2): turn markers, the end-of-text token and the media placeholders. Any other ChatML-style
+# `<|name|>` marker is refused too, whether or not a given tokenizer knows it.
+TEMPLATE_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<image>", VIDEO_PLACEHOLDER)
+_CHATML_MARKER = re.compile(r"<\|[^|<>\s]{1,64}\|>")
+
+
+def check_prompt(prompt: str, tokenizer: Any | None = None) -> None:
+    """Refuse user text that is empty or could produce a special token: user text is text.
+
+    Refused: the chat template's own tokens (TEMPLATE_TOKENS), any `<|name|>` marker and, with
+    `tokenizer`, every added or special token it has; with `tokenizer` the text is also encoded on
+    its own and must give no id of such a token. Raises InputError naming the token. The same rule
+    serves the runtime, the command lines and a serving client (with or without a tokenizer).
+    """
     if not prompt.strip():
         raise InputError("the prompt is empty: pass a question or instruction with --prompt")
-    if VIDEO_PLACEHOLDER in prompt:
-        raise InputError(f"the prompt must not contain '{VIDEO_PLACEHOLDER}': the video is placed for you")
+    specials = _special_tokens(tokenizer)
+    found = [token for token in (*TEMPLATE_TOKENS, *specials) if token in prompt]
+    found += [marker.group(0) for marker in _CHATML_MARKER.finditer(prompt)]
+    found.sort(key=prompt.find)  # name the first one in the text
+    if not found and specials and tokenizer is not None:
+        ids = set(tokenizer.encode(prompt, add_special_tokens=False))
+        found = [token for token, token_id in specials.items() if token_id in ids]
+    if found:
+        raise InputError(
+            f"the prompt must not contain '{found[0]}': user text cannot hold special tokens or "
+            "chat-template markers (the turns and the video are placed for you), write the text without it"
+        )
+
+
+def _special_tokens(tokenizer: Any | None) -> dict[str, int]:
+    """Every added or special token of `tokenizer` (text -> id); none without a tokenizer."""
+    if tokenizer is None:
+        return {}
+    tokens = dict(tokenizer.get_added_vocab())
+    for token in getattr(tokenizer, "all_special_tokens", ()):
+        if token not in tokens:
+            tokens[token] = int(tokenizer.convert_tokens_to_ids(token))
+    return {token: int(token_id) for token, token_id in tokens.items() if token}
 
 
 def render_video_prompt(tokenizer: Any, prompt: str) -> str:
     """The chat-formatted text of one user turn holding one video and `prompt`."""
-    check_prompt(prompt)
+    check_prompt(prompt, tokenizer)
     template = (
         tokenizer.chat_template if "video" in (tokenizer.chat_template or "") else LLAVA_OV_CHAT_TEMPLATE
     )

@@ -19,6 +19,12 @@ If the decoded count disagrees with that count (corrupt tail, codecs with delaye
 frames, a header estimate), the indices are recomputed from the true count and the stream is
 decoded a second time: correctness first, and this path is rare.
 
+Refused before any decoding (`earlytom.models.media`): still images (by their first bytes, whatever
+the name), more than MAX_FRAMES frames, and more frames than the available memory holds decoded
+and resized. A *partial* video (fewer frames decode than its container declares: truncated, or
+undecodable from some point on) is refused with both counts unless `allow_partial`, which samples
+from the frames that decode and warns (PartialVideoWarning).
+
 Display-rotation metadata (phone videos) is not applied, as in the reference's
 `frame.to_ndarray(format="rgb24")`: frames come out in their coded orientation with both decoders.
 """
@@ -37,6 +43,8 @@ import numpy as np
 import torch
 
 from earlytom.errors import InputError, MissingDependencyError, VideoError
+from earlytom.models.context import MAX_FRAMES
+from earlytom.models.media import check_frame_memory, declared_count, is_partial, still_image_kind
 
 DECODERS = ("auto", "pyav", "opencv")
 _FORMAT_HINT = "pass an .mp4/.mkv/.webm/.avi/.mov file with a video stream"
@@ -54,10 +62,27 @@ class DecodedVideo:
     path: Path  # the file read: the video, or the frames file
     decoder: str = ""  # what produced the pixels: "pyav" or "opencv" ("" not recorded)
     source: str = ""  # the video's file name (for a frames file: the video it was decoded from)
+    declared_frames: int = 0  # frames the container declares (0: it records neither count nor duration)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the container says before decoding."""
+
+    packets: int  # frame count without decoding: demuxed packets (PyAV) or the header (OpenCV)
+    fps: float | None
+    declared: int  # the container's frame count, or duration × rate (`media.declared_count`)
+    width: int = 0  # 0: unknown
+    height: int = 0
 
 
 class ShortVideoWarning(UserWarning):
     """The video has fewer frames than requested; some frames are repeated."""
+
+
+class PartialVideoWarning(UserWarning):
+    """A truncated or partly undecodable video, accepted with allow_partial: fewer frames decoded
+    than its container declares."""
 
 
 def sample_indices(total_frames: int, num_frames: int) -> list[int]:
@@ -72,25 +97,34 @@ def sample_indices(total_frames: int, num_frames: int) -> list[int]:
     return np.linspace(0, total_frames - 1, num_frames).astype(int).tolist()
 
 
-def load_video(path: str | os.PathLike[str], num_frames: int = 32, *, decoder: str = "auto") -> DecodedVideo:
+def load_video(
+    path: str | os.PathLike[str], num_frames: int = 32, *, decoder: str = "auto", allow_partial: bool = False
+) -> DecodedVideo:
     """Decode `path` (or read a `.npz` frames file) and return `num_frames` uniformly sampled RGB frames.
 
     `decoder`: "auto" (PyAV, else OpenCV), "pyav" or "opencv"; a frames file needs none.
-    Raises VideoError (one-line message) when the file is missing, not a video, or has no
-    decodable frame, InputError when `num_frames < 1`, and MissingDependencyError when no decoder
-    is installed. Warns ShortVideoWarning when the video has fewer frames than `num_frames`
-    (frames are then repeated).
+    Raises VideoError (one-line message) when the file is missing, not a video (a still image
+    included), has no decodable frame, or is partial (unless `allow_partial`), InputError when
+    `num_frames` is not in 1..MAX_FRAMES or its frames do not fit in memory, and
+    MissingDependencyError when no decoder is installed. Warns ShortVideoWarning when the video
+    has fewer frames than `num_frames` (frames are then repeated) and PartialVideoWarning for a
+    partial video accepted with `allow_partial`.
     """
     if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
         raise InputError(f"the number of frames must be a positive integer, got {num_frames!r}: pass e.g. 32")
+    if num_frames > MAX_FRAMES:
+        raise InputError(f"frames={num_frames} is out of range: sample at most {MAX_FRAMES} frames")
     path = Path(path)
     _check_file(path)
+    kind = still_image_kind(path)
+    if kind is not None:
+        raise VideoError(f"'{path}' is a still image ({kind}), not a video: {_FORMAT_HINT}")
     from earlytom.models.frames_file import is_frames_file, load_frames_file
 
     if is_frames_file(path):
         video = load_frames_file(path, num_frames)
     else:
-        video = _decode_sampled(path, num_frames, resolve_decoder(decoder))
+        video = _decode_sampled(path, num_frames, resolve_decoder(decoder), allow_partial)
     if video.total_frames < num_frames:
         warnings.warn(
             f"'{path}' has only {video.total_frames} frames but {num_frames} were requested: "
@@ -102,12 +136,17 @@ def load_video(path: str | os.PathLike[str], num_frames: int = 32, *, decoder: s
 
 
 def load_video_reporting(
-    path: str | os.PathLike[str], num_frames: int, report: Callable[[str], None]
+    path: str | os.PathLike[str],
+    num_frames: int,
+    report: Callable[[str], None],
+    *,
+    allow_partial: bool = False,
 ) -> DecodedVideo:
-    """`load_video`, with a short-video warning passed to `report` (a CLI's progress line)."""
+    """`load_video`, with short- and partial-video warnings passed to `report` (a CLI's progress line)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ShortVideoWarning)
-        decoded = load_video(path, num_frames)
+        warnings.simplefilter("always", PartialVideoWarning)
+        decoded = load_video(path, num_frames, allow_partial=allow_partial)
     for warning in caught:
         report(f"warning: {warning.message}")
     return decoded
@@ -142,22 +181,40 @@ def _import(name: str) -> Any:
         return None
 
 
-def _decode_sampled(path: Path, num_frames: int, decoder: str) -> DecodedVideo:
-    count, fps = _probe(path, decoder)
-    indices = sample_indices(count, num_frames) if count > 0 else []
+def _decode_sampled(path: Path, num_frames: int, decoder: str, allow_partial: bool = False) -> DecodedVideo:
+    probe = _probe(path, decoder)
+    check_frame_memory(path, num_frames, probe.width, probe.height)
+    indices = sample_indices(probe.packets, num_frames) if probe.packets > 0 else []
     frames, decoded = _decode(path, indices, decoder)
     if decoded == 0:
         raise VideoError(f"'{path}' has a video stream but no decodable frame: pass a non-empty video")
-    if decoded != count:
+    if is_partial(decoded, probe.declared):
+        _partial(path, decoded, probe.declared, allow_partial)
+    if decoded != probe.packets:
         # The first count was wrong (or zero): sample again from the real count.
         indices = sample_indices(decoded, num_frames)
         frames, decoded = _decode(path, indices, decoder)
-    return DecodedVideo(frames=frames, indices=tuple(indices), total_frames=decoded, fps=fps, path=path,
-                        decoder=decoder, source=path.name)  # fmt: skip
+    return DecodedVideo(frames=frames, indices=tuple(indices), total_frames=decoded, fps=probe.fps, path=path,
+                        decoder=decoder, source=path.name, declared_frames=probe.declared)  # fmt: skip
 
 
-def _probe(path: Path, decoder: str) -> tuple[int, float | None]:
-    """(frame count without decoding, fps)."""
+def _partial(path: Path, decoded: int, declared: int, allow_partial: bool) -> None:
+    """A partial video: refused, or (allow_partial) a PartialVideoWarning."""
+    counts = f"{decoded} of the {declared} frames its container declares decode"
+    if not allow_partial:
+        raise VideoError(
+            f"'{path}' is truncated or partly undecodable: {counts}; pass --allow-partial-video "
+            f"(allow_partial=True) to sample from the {decoded} that do"
+        )
+    warnings.warn(
+        f"'{path}' is truncated or partly undecodable: {counts}; sampling from those {decoded}",
+        PartialVideoWarning,
+        stacklevel=4,
+    )
+
+
+def _probe(path: Path, decoder: str) -> Probe:
+    """What the container says: frame count without decoding, fps, declared count, size."""
     return _probe_pyav(path) if decoder == "pyav" else _probe_opencv(path)
 
 
@@ -228,13 +285,19 @@ def _video_stream(container: Any, path: Path) -> Any:
     return container.streams.video[0]
 
 
-def _probe_pyav(path: Path) -> tuple[int, float | None]:
-    """(number of non-empty video packets, fps) by demuxing only."""
+def _probe_pyav(path: Path) -> Probe:
+    """The number of non-empty video packets (by demuxing only), fps, declared count and size."""
     errors = _av_errors(_import("pyav"))
     with _open_pyav(path) as container:
         stream = _video_stream(container, path)
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
+        # As OpenCV's FFmpeg backend: the container's duration, else the stream's.
+        duration = container.duration / 1e6 if container.duration else None
+        if not duration and stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        declared = declared_count(int(stream.frames or 0), duration, fps)
+        size = (int(stream.codec_context.width or 0), int(stream.codec_context.height or 0))
         count = 0
         try:
             # Demuxing ends with an empty flush packet (size 0), which is not a frame.
@@ -243,7 +306,7 @@ def _probe_pyav(path: Path) -> tuple[int, float | None]:
                     count += 1
         except errors:
             pass  # A damaged tail: the decode pass finds the real count and we resample.
-    return count, fps
+    return Probe(count, fps, declared, *size)
 
 
 def _decode_pyav(path: Path, indices: Sequence[int]) -> tuple[torch.Tensor, int]:
@@ -294,14 +357,16 @@ def _open_opencv(path: Path) -> tuple[Any, Any]:
     return cv2, capture
 
 
-def _probe_opencv(path: Path) -> tuple[int, float | None]:
-    """(the stream header's frame count, fps): exact for MP4, an estimate for some containers."""
+def _probe_opencv(path: Path) -> Probe:
+    """The stream header's frame count (exact for MP4, else duration × fps: the declared count
+    too), fps and size."""
     cv2, capture = _open_opencv(path)
     try:
         count, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), float(capture.get(cv2.CAP_PROP_FPS))
+        size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     finally:
         capture.release()
-    return max(count, 0), fps if fps > 0 else None
+    return Probe(max(count, 0), fps if fps > 0 else None, max(count, 0), *size)
 
 
 def _decode_opencv(path: Path, indices: Sequence[int]) -> tuple[torch.Tensor, int]:

@@ -145,23 +145,22 @@ def run_bench(
     random_weights: bool = False, num_frames: int = 32, runs: int = 5, warmup: int = 1,
     prompt: str = DEFAULT_PROMPT, cache_dir: Path | None = None, artifacts: Path | None = None,
     command: str = "", progress: Callable[[str], None] | None = None, post_encoder: bool = False,
-    loaded: LoadedModel | None = None,
+    loaded: LoadedModel | None = None, allow_partial: bool = False,
 ) -> BenchReport:  # fmt: skip
     """Baseline (stock model, all tokens), then EarlyTom at `preset(task, r)` per retention (and the
     post-encoder baseline with `post_encoder`). `loaded`: a model already loaded as `model`, so
-    nothing is loaded. `video`: a file, or frames already decoded with `num_frames` frames."""
+    nothing is loaded. `video`: a file, or frames already decoded with `num_frames` frames
+    (`allow_partial`: a truncated file is sampled from the frames that decode)."""
     from earlytom.models.flops_shapes import shape_from_config
-    from earlytom.models.prompt import check_prompt
     from earlytom.models.registry import load_model
     from earlytom.runtime.pipeline import EarlyTomPipeline, default_dtype, resolve_device
 
     say = progress or (lambda _message: None)
     configs = check_bench_inputs(retentions, task=task, backend=backend, frames=num_frames, runs=runs,
                                  warmup=warmup)  # fmt: skip
-    if artifacts is not None:
-        raise InputError("bench does not run exported artifacts yet: leave out --artifacts")
-    check_prompt(prompt)
-    decoded = _decoded(video, num_frames, say)
+    _check_request(model, prompt, artifacts=artifacts, loaded=loaded, frames=num_frames,
+                   random_weights=random_weights, cache_dir=cache_dir)  # fmt: skip
+    decoded = _decoded(video, num_frames, say, allow_partial)
     if loaded is None:
         target = resolve_device(device)
         say(f"loading {model}{' (random weights)' if random_weights else ''} ...")
@@ -209,15 +208,32 @@ def _prompt_tokens(loaded: LoadedModel, prompt: str) -> int:
     return int(ids.shape[1])
 
 
+def _check_request(
+    model: str, prompt: str, *, artifacts: Path | None, loaded: LoadedModel | None, frames: int,
+    random_weights: bool, cache_dir: Path | None,
+) -> None:  # fmt: skip
+    """What fails before any decoding or model load: the folder, the prompt, the context."""
+    from earlytom.models.context import check_request
+    from earlytom.models.prompt import check_prompt
+
+    if artifacts is not None:
+        raise InputError("bench does not run exported artifacts yet: leave out --artifacts")
+    check_prompt(prompt)
+    if loaded is None:  # the stock baseline has the most visual tokens
+        check_request(model, prompt, frames=frames, config=None, random_weights=random_weights,
+                      cache_dir=cache_dir)  # fmt: skip
+
+
 def _decoded(
-    video: str | os.PathLike[str] | DecodedVideo, num_frames: int, say: Callable[[str], None]
-) -> DecodedVideo:
+    video: str | os.PathLike[str] | DecodedVideo, num_frames: int, say: Callable[[str], None],
+    allow_partial: bool = False,
+) -> DecodedVideo:  # fmt: skip
     """The frames every setting runs on: decoded here (before any model load) or given decoded."""
     from earlytom.models.video import DecodedVideo, load_video_reporting
 
     if not isinstance(video, DecodedVideo):
         say(f"decoding {video} ...")  # before the model load, which can take a minute
-        return load_video_reporting(video, num_frames, say)
+        return load_video_reporting(video, num_frames, say, allow_partial=allow_partial)
     if video.frames.shape[0] != num_frames:
         raise InputError(f"the decoded video has {video.frames.shape[0]} frames, not num_frames="
                          f"{num_frames}: decode it with {num_frames} frames")  # fmt: skip

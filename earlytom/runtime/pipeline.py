@@ -17,11 +17,12 @@ import torch
 from earlytom.artifact import Artifact
 from earlytom.config import EarlyTomConfig
 from earlytom.errors import InputError
+from earlytom.models.context import check_context
 from earlytom.models.generation import SamplingConfig, find_visual_span, prefill
 from earlytom.models.language import InnerMergeConfig
 from earlytom.models.preprocess import preprocess_frames
 from earlytom.models.prompt import build_input_ids, embed_prompt
-from earlytom.models.registry import LoadedModel, load_model
+from earlytom.models.registry import LoadedModel, context_length, load_model
 from earlytom.models.video import DecodedVideo, load_video
 from earlytom.runtime.backends import artifact_path, resolve_backend, torch_path
 from earlytom.runtime.timing import StageTimer, StageTimes
@@ -71,6 +72,20 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise InputError(f"device '{name}' is not supported: use auto, cpu, cuda or cuda:N")
     return device
+
+
+def check_tensorrt_device(device: str) -> None:
+    """The tensorrt backend runs plans on an NVIDIA GPU: one piece of advice that fits both flags."""
+    if not torch.cuda.is_available():
+        raise InputError(
+            "the tensorrt backend runs the plans on an NVIDIA GPU and this torch sees none: use "
+            "--backend onnxruntime (or auto) to run the folder's ONNX files on this machine"
+        )
+    if device != "auto" and not device.startswith("cuda"):
+        raise InputError(
+            f"the tensorrt backend runs on the GPU, not on device '{device}': pass --device cuda (or auto), "
+            "or use --backend onnxruntime"
+        )
 
 
 # Where tokens are dropped: inside the encoder (EarlyTom), or after the stock encoder (baseline).
@@ -157,9 +172,12 @@ class EarlyTomPipeline:
         method: str = "earlytom",
         tie_band: float | None = None,
     ) -> EarlyTomPipeline:
-        """Load `model` and compose the pipeline; an artifact folder is verified before the model loads."""
+        """Load `model` and compose the pipeline; the backend, the device and an artifact folder are
+        checked (cheapest first) before the model loads."""
+        chosen = resolve_backend(backend, None if artifacts is None else Path(artifacts))
+        if chosen == "tensorrt":
+            check_tensorrt_device(device)
         artifact = None if artifacts is None else Artifact.read(Path(artifacts))
-        resolve_backend(backend, None if artifacts is None else Path(artifacts))
         target = resolve_device(device)
         loaded = load_model(
             model,
@@ -215,6 +233,11 @@ class EarlyTomPipeline:
         if max_new_tokens < 1:
             raise InputError(f"max_new_tokens={max_new_tokens} is out of range: generate at least 1 token")
         decoded = self.load_video(video)  # decoding is not part of TTFT: it starts from decoded frames
+        check_context(
+            self.loaded.tokenizer, prompt, frames=int(decoded.frames.shape[0]), config=self.config,
+            context=context_length(self.model.config), model=self.loaded.name,
+            tokens_per_frame=self.vision.tokens_per_frame,
+        )  # fmt: skip
         timer = StageTimer(self.device)
         prepared = self.prepare(decoded, prompt, timer)
         span = (

@@ -149,7 +149,7 @@ def test_frame_count_mismatch_resamples_from_decoded_count(
 ) -> None:
     # Simulate a container whose packet count (or header count) disagrees with the decodable frames.
     path = write_video(tmp_path / "clip.mp4", 40, width=64, height=48)
-    monkeypatch.setattr(video_mod, "_probe", lambda _path, _decoder: (wrong_count, 25.0))
+    monkeypatch.setattr(video_mod, "_probe", lambda _path, _decoder: video_mod.Probe(wrong_count, 25.0, 0))
     video = load_video(path, num_frames=8, decoder=decoder)
     assert video.total_frames == 40
     assert video.indices == tuple(sample_indices(40, 8))
@@ -157,12 +157,15 @@ def test_frame_count_mismatch_resamples_from_decoded_count(
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
-def test_truncated_video_keeps_decodable_frames(tmp_path: Path, decoder: str) -> None:
+def test_truncated_video_keeps_decodable_frames_when_allowed(tmp_path: Path, decoder: str) -> None:
     full = write_video(tmp_path / "full.mkv", 60, width=64, height=48)
     data = full.read_bytes()
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: int(len(data) * 0.6)])
-    video = load_video(cut, num_frames=8, decoder=decoder)
+    with pytest.raises(VideoError, match=r"truncated or partly undecodable: \d+ of the 60 frames"):
+        load_video(cut, num_frames=8, decoder=decoder)
+    with pytest.warns(video_mod.PartialVideoWarning):
+        video = load_video(cut, num_frames=8, decoder=decoder, allow_partial=True)
     assert 0 < video.total_frames < 60
     assert video.frames.shape == (8, 48, 64, 3)
     assert video.indices == tuple(sample_indices(video.total_frames, 8))
