@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from earlytom.cli.common import HELP_OPTIONS, Command, friendly_errors, progress
+from earlytom.cli.common import Command, Group, friendly_errors, progress
 from earlytom.cli.options import (
     DeviceOptions,
     ModelOptions,
@@ -25,7 +25,7 @@ from earlytom.cli.paramtypes import Count
 from earlytom.errors import InputError
 
 
-@click.group(context_settings=HELP_OPTIONS)
+@click.group(cls=Group)
 @click.version_option(package_name="earlytom")
 def cli() -> None:
     """EarlyTom: visual token compression inside the vision encoder of Video-LLMs."""
@@ -33,7 +33,7 @@ def cli() -> None:
 
 @cli.command(cls=Command)
 @model_options()
-@video_options()
+@video_options(allow_partial=True)
 @prompt_option()
 @setting_options(no_compress=True, inner_merge=True)
 @click.option(
@@ -58,6 +58,7 @@ def run(
 ) -> None:  # fmt: skip
     """Answer a prompt about a video with EarlyTom compression and print the TTFT breakdown."""
     from earlytom.cli.report import summary
+    from earlytom.models.context import check_request
     from earlytom.models.generation import SamplingConfig
     from earlytom.models.prompt import check_prompt
     from earlytom.models.video import load_video_reporting
@@ -74,8 +75,11 @@ def run(
     sampling = (
         None if temperature is None else SamplingConfig(temperature=temperature, top_p=top_p, seed=seed)
     )
+    if config is not None:  # a folder's setting is known once it is read: the pipeline checks then
+        check_request(model.model, prompt, frames=video.frames, config=config,
+                      random_weights=model.random_weights)  # fmt: skip
     progress(f"decoding {video.video} ...")
-    decoded = load_video_reporting(video.video, video.frames, progress)
+    decoded = load_video_reporting(video.video, video.frames, progress, allow_partial=video.allow_partial)
     progress(f"loading {model.model}{' (random weights)' if model.random_weights else ''} ...")
     pipeline = EarlyTomPipeline.from_pretrained(
         model.model, config=config, device=device.device, dtype=device.torch_dtype(),
@@ -105,16 +109,29 @@ def inspect(folder: Path) -> None:
     click.echo(describe_artifacts(folder))
 
 
+@cli.command("demo-clip", cls=Command)
+@friendly_errors
+def demo_clip() -> None:
+    """Print the path of the project's demo clip (10 s: a pan, a cut to a still shot, a cut to a
+    moving square), writing it first if it is not cached yet. `--video demo` reads the same clip."""
+    from earlytom.models.demo_clip import demo_clip_path
+
+    click.echo(demo_clip_path())
+
+
 def _register_commands() -> None:
     from earlytom.cli.bench import bench
     from earlytom.cli.flops import flops
     from earlytom.cli.plugins import build_plugins
     from earlytom.cli.profile import profile
+    from earlytom.cli.serve import model_folder, serve_client
 
     cli.add_command(bench)
     cli.add_command(build_plugins)
     cli.add_command(flops)
     cli.add_command(profile)
+    cli.add_command(model_folder)
+    cli.add_command(serve_client)
 
 
 _register_commands()

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from earlytom.cli.paramtypes import Count, ModelOption, NumberList
-from earlytom.config import DEFAULT_RETENTION, DEFAULT_TASK, PRESETS, EarlyTomConfig, preset
+from earlytom.cli.paramtypes import Count, ModelOption, NumberList, VideoPath
+from earlytom.config import BUDGETS, DEFAULT_RETENTION, DEFAULT_TASK, PRESETS, EarlyTomConfig, preset
 from earlytom.errors import ConfigError
+from earlytom.models.context import MAX_FRAMES
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +86,7 @@ def prune_layers_flag() -> click.Option:
 
 def max_window_flag() -> click.Option:
     return click.Option(
-        ["--max-window"], default=DEFAULTS.max_window, show_default=True, type=int,
+        ["--max-window"], default=DEFAULTS.max_window, show_default=True, type=Count(2),
         help="Segment length limit (a segment holds at most max_window - 1 frames, as released).",
     )  # fmt: skip
 
@@ -94,6 +95,14 @@ def keep_last_middle_flag() -> click.Option:
     return click.Option(
         ["--keep-last-middle"], is_flag=True,
         help="Keep the middle frame the released code drops (corrected variant).",
+    )  # fmt: skip
+
+
+def budget_flag() -> click.Option:
+    return click.Option(
+        ["--budget"], type=click.Choice(BUDGETS), default="faithful", show_default=True,
+        help="Stage II token count: 'faithful' as released (N depends on the merges), 'exact' "
+        "N = ceil(r·B·P) fixed before the encoder runs (what vLLM's video route needs; a deviation).",
     )  # fmt: skip
 
 
@@ -122,8 +131,16 @@ def dtype_flag() -> click.Option:
 
 def video_flag() -> click.Option:
     return click.Option(
-        ["--video"], required=True, type=click.Path(path_type=Path), help="Video file (decoded once)."
-    )
+        ["--video"], required=True, type=VideoPath(),
+        help="Video file (decoded once); 'demo' is the project's demo clip (see 'earlytom demo-clip').",
+    )  # fmt: skip
+
+
+def allow_partial_flag() -> click.Option:
+    return click.Option(
+        ["--allow-partial-video", "allow_partial"], is_flag=True,
+        help="Accept a truncated or partly undecodable video: sample from the frames that decode.",
+    )  # fmt: skip
 
 
 def prompt_flag(default: str | None) -> click.Option:
@@ -135,7 +152,7 @@ def prompt_flag(default: str | None) -> click.Option:
 
 def frames_flag() -> click.Option:
     return click.Option(
-        ["--frames"], default=32, show_default=True, type=Count(1),
+        ["--frames"], default=32, show_default=True, type=Count(1, MAX_FRAMES),
         help="Frames B sampled uniformly from the video.",
     )  # fmt: skip
 
@@ -178,6 +195,7 @@ class SettingOptions:
     prune_layers: tuple[int, ...] | None = None
     max_window: int = DEFAULTS.max_window
     keep_last_middle: bool = False
+    budget: str = "faithful"
     no_compress: bool = False
     inner_merge: bool = True  # Stage III on/off (its layer and ratio live in EarlyTomConfig)
     given: tuple[str, ...] = ()  # the flags shaping the EarlyTomConfig that the command line set
@@ -188,7 +206,7 @@ class SettingOptions:
         return preset(
             self.task, self.retention, tau=self.tau, prune_layers=self.prune_layers,
             max_window=self.max_window, drop_last_middle=not self.keep_last_middle,
-            enabled=not self.no_compress,
+            enabled=not self.no_compress, budget=self.budget,
         )  # fmt: skip
 
 
@@ -216,6 +234,7 @@ class DeviceOptions:
 class VideoOptions:
     video: Path
     frames: int = 32
+    allow_partial: bool = False  # --allow-partial-video, where the command takes it
 
 
 # --- the decorators ------------------------------------------------------------------------------------
@@ -231,11 +250,11 @@ def setting_options(
     *, retention: float | None = DEFAULT_RETENTION, tau: bool = True, keep_last_middle: bool = True,
     no_compress: bool = False, inner_merge: bool = False,
 ) -> Decorator:  # fmt: skip
-    """--preset --retention [--tau] --prune-layers --max-window [--keep-last-middle] [--no-compress]
+    """--preset --retention [--tau] --prune-layers --max-window [--keep-last-middle] --budget [--no-compress]
     [--inner-merge/--no-inner-merge] -> `setting: SettingOptions`."""
     flags = [
         preset_flag(), retention_flag(retention), *([tau_flag()] if tau else []), prune_layers_flag(),
-        max_window_flag(), *([keep_last_middle_flag()] if keep_last_middle else []),
+        max_window_flag(), *([keep_last_middle_flag()] if keep_last_middle else []), budget_flag(),
         *([no_compress_flag()] if no_compress else []), *([inner_merge_flag()] if inner_merge else []),
     ]  # fmt: skip
 
@@ -256,9 +275,10 @@ def device_options() -> Decorator:
     return option_group("device", [device_flag(), dtype_flag()], fields_of(DeviceOptions))
 
 
-def video_options() -> Decorator:
-    """--video --frames -> `video: VideoOptions`."""
-    return option_group("video", [video_flag(), frames_flag()], fields_of(VideoOptions))
+def video_options(*, allow_partial: bool = False) -> Decorator:
+    """--video --frames [--allow-partial-video] -> `video: VideoOptions`."""
+    flags = [video_flag(), frames_flag(), *([allow_partial_flag()] if allow_partial else [])]
+    return option_group("video", flags, fields_of(VideoOptions))
 
 
 def frames_option() -> Decorator:

@@ -50,6 +50,7 @@ class ExportSpec:
     validation_frames: int = 8
     cache_dir: Path | None = None
     token_select: str = "onnx"
+    allow_partial_video: bool = False  # a truncated validation video: use the frames that decode
 
     def __post_init__(self) -> None:
         if self.token_select not in TOKEN_SELECT_MODES:
@@ -62,6 +63,11 @@ class ExportSpec:
             raise ExportError(
                 "nothing to export with compression disabled: the stock encoder needs no segments"
             )
+        if self.config.budget == "exact":
+            raise ExportError(
+                "budget 'exact' is not exportable yet: the TokenSelect op and its TensorRT plugin implement "
+                "the released budget; run the exact budget with --backend torch (or vLLM's video route)"
+            )
         if self.validation_frames < 2:
             raise ExportError(f"validation_frames={self.validation_frames}: validate on at least 2 frames")
         if self.validation_video is not None and not Path(self.validation_video).is_file():
@@ -70,12 +76,13 @@ class ExportSpec:
 
 def export_segments(spec: ExportSpec, folder: Path, progress: Progress = lambda _: None) -> Artifact:
     """Every stage's .onnx and validation.json in `folder`, validated: the artifact (no engines yet)."""
+    frames = _validation_frames(spec)  # decoded first: a bad video fails before the export's work
     progress(f"loading the vision side of {spec.model}")
     loaded = load_vision_side(spec.model, random_weights=spec.random_weights, cache_dir=spec.cache_dir)
     vision = loaded.vision
     spec.config.check_model(vision_layers=vision.num_layers, language_layers=None)
     files = _export_stages(spec, vision, folder, progress)
-    report = _validate(spec, vision, files, progress)
+    report = _validate(spec, vision, files, progress, frames)
     write_json_atomic(folder / "validation.json", report.to_dict())
     if not report.passed:
         kept = Path(tempfile.mkstemp(prefix="earlytom-validation-", suffix=".json")[1])
@@ -130,17 +137,26 @@ def _manifest(
     )
 
 
-def _validate(
-    spec: ExportSpec, vision: VisionSide, files: list[SegmentFile], progress: Progress
-) -> ValidationReport:
-    from earlytom.models.preprocess import preprocess_frames
+def _validation_frames(spec: ExportSpec) -> torch.Tensor | None:
+    """The validation video's sampled frames (T, H, W, 3) uint8, or None without one."""
     from earlytom.models.video import load_video
 
+    if spec.validation_video is None:
+        return None
+    video = load_video(spec.validation_video, spec.validation_frames, allow_partial=spec.allow_partial_video)
+    return video.frames
+
+
+def _validate(
+    spec: ExportSpec, vision: VisionSide, files: list[SegmentFile], progress: Progress,
+    frames: torch.Tensor | None,
+) -> ValidationReport:  # fmt: skip
+    from earlytom.models.preprocess import preprocess_frames
+
     cases: dict[str, torch.Tensor] = {}
-    if spec.validation_video is not None:
-        video = load_video(spec.validation_video, spec.validation_frames)
-        name = f"{Path(spec.validation_video).name} ({len(video.indices)} frames)"
-        cases[name] = preprocess_frames(video.frames, size=vision.image_size)
+    if spec.validation_video is not None and frames is not None:
+        name = f"{Path(spec.validation_video).name} ({frames.shape[0]} frames)"
+        cases[name] = preprocess_frames(frames, size=vision.image_size)
     generator = torch.Generator().manual_seed(0)
     size = vision.image_size
     cases["random frames (seed 0)"] = (

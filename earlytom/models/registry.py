@@ -29,10 +29,24 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "tiny", None, "random-weight LLaVA-OneVision, real 27×27 grid and 26 vision layers, built locally"
         ),
+        ModelSpec(
+            "tiny-vllm",
+            None,
+            "tiny as vLLM's CPU build serves it (2 query / 1 KV heads of size 32), built locally",
+        ),
         ModelSpec("llava-ov-0.5b", "llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "LLaVA-OneVision Qwen2-0.5B"),
         ModelSpec("llava-ov-7b", "llava-hf/llava-onevision-qwen2-7b-ov-hf", "LLaVA-OneVision Qwen2-7B"),
     )
 }
+
+BUILT_LOCALLY = ("tiny", "tiny-vllm")  # random-weight models written on first use, then cached
+
+
+def built_folder(name: str, cache_dir: Path | None = None) -> Path:
+    """The cached folder of a locally built model, built first if missing."""
+    from earlytom.models.tiny import tiny_path, tiny_serving_path
+
+    return tiny_serving_path(cache_dir) if name == "tiny-vllm" else tiny_path(cache_dir)
 
 
 @dataclass
@@ -73,10 +87,8 @@ def load_model(
     cache_dir: Path | None = None,
 ) -> LoadedModel:
     """Load a registered model, or a local folder holding a LLaVA-OneVision checkpoint."""
-    from earlytom.models.tiny import tiny_path
-
-    if name_or_path == "tiny":
-        return _from_folder("tiny", tiny_path(cache_dir), device, dtype)
+    if name_or_path in BUILT_LOCALLY:
+        return _from_folder(name_or_path, built_folder(name_or_path, cache_dir), device, dtype)
     spec = MODELS.get(name_or_path)
     if spec is not None and random_weights:
         return _random(spec, device, dtype, cache_dir)
@@ -91,12 +103,39 @@ def load_model(
     )
 
 
+def load_text_side(
+    name_or_path: str, *, random_weights: bool = False, cache_dir: Path | None = None
+) -> tuple[Any, int]:
+    """(tokenizer, the language model's context length, 0 when unknown) of a model as `load_model`
+    would load it, without reading any weight; the same ModelError as `load_model` when it is not
+    available."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    spec = MODELS.get(name_or_path)
+    if spec is not None and spec.hub_id is not None and random_weights:
+        config = architecture_config(spec.name)
+        return _random_tokenizer(spec, cache_dir), context_length(config)
+    folder = resolve_checkpoint(name_or_path, cache_dir=cache_dir)
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"'{folder}' is not a loadable LLaVA-OneVision checkpoint: {_first_line(exc)}"
+        ) from exc
+    return tokenizer, context_length(config)
+
+
+def context_length(config: Any) -> int:
+    """max_position_embeddings of a LLaVA-OneVision config's language model (0: not recorded)."""
+    text = getattr(config, "text_config", config)
+    return int(getattr(text, "max_position_embeddings", 0) or 0)
+
+
 def resolve_checkpoint(name_or_path: str, *, cache_dir: Path | None = None) -> Path:
     """The local folder of a registered model (hub cache only) or of a checkpoint path."""
-    from earlytom.models.tiny import tiny_path
-
-    if name_or_path == "tiny":
-        return tiny_path(cache_dir)
+    if name_or_path in BUILT_LOCALLY:
+        return built_folder(name_or_path, cache_dir)
     spec = MODELS.get(name_or_path)
     if spec is not None and spec.hub_id is not None:
         from huggingface_hub import snapshot_download
@@ -141,21 +180,26 @@ def _from_folder(
 
 
 def _random(spec: ModelSpec, device: torch.device, dtype: torch.dtype, cache_dir: Path | None) -> LoadedModel:
-    from transformers import AutoTokenizer
-
     from earlytom.models.fingerprint import random_fingerprint
-    from earlytom.models.tiny import tiny_path
 
     config = architecture_config(spec.name)
     model = random_model(config, device, dtype)
+    tokenizer = _random_tokenizer(spec, cache_dir)
+    label = random_fingerprint(spec.name, f"model on {device.type}")
+    return LoadedModel(spec.name, model.eval(), tokenizer, "random weights", random_label=label)
+
+
+def _random_tokenizer(spec: ModelSpec, cache_dir: Path | None) -> Any:
+    from transformers import AutoTokenizer
+
+    from earlytom.models.tiny import tiny_path
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec.hub_id, local_files_only=True)
+        return AutoTokenizer.from_pretrained(spec.hub_id, local_files_only=True)
     except (OSError, ValueError):
         # No real tokenizer cached: the tiny one's ids all exist in the real vocabulary, which is
         # enough to time the architecture (the weights are random anyway).
-        tokenizer = AutoTokenizer.from_pretrained(tiny_path(cache_dir))
-    label = random_fingerprint(spec.name, f"model on {device.type}")
-    return LoadedModel(spec.name, model.eval(), tokenizer, "random weights", random_label=label)
+        return AutoTokenizer.from_pretrained(tiny_path(cache_dir))
 
 
 def random_model(config: Any, device: torch.device, dtype: torch.dtype) -> Any:

@@ -25,6 +25,7 @@ from earlytom.errors import ServingError
 from earlytom.models.prompt import check_prompt
 
 ROUTES = ("embeds", "video")
+SPAN_FIELDS = ("video_embeds", "image_embeds")
 VIDEO_TYPES = {
     ".mp4": "video/mp4",
     ".webm": "video/webm",
@@ -66,10 +67,16 @@ def encode_span(span: torch.Tensor) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def span_message(span: torch.Tensor, prompt: str) -> list[dict[str, Any]]:
-    """Route 1: one user turn holding the span, then the question."""
+def span_message(span: torch.Tensor, prompt: str, *, field: str = "video_embeds") -> list[dict[str, Any]]:
+    """Route 1: one user turn holding the span, then the question.
+
+    `video_embeds` puts the span where `earlytom run` puts the video (its `<video>` placeholder),
+    so the prompt ids are the same; `image_embeds` is the field stock vLLM also knows.
+    """
+    if field not in SPAN_FIELDS:
+        raise ValueError(f"unknown span field {field!r}: choose {' or '.join(SPAN_FIELDS)}")
     check_prompt(prompt)
-    content = [{"type": "image_embeds", "image_embeds": encode_span(span)}, {"type": "text", "text": prompt}]
+    content = [{"type": field, field: encode_span(span)}, {"type": "text", "text": prompt}]
     return [{"role": "user", "content": content}]
 
 
@@ -121,10 +128,14 @@ def ask(url: str, body: dict[str, Any], *, timeout: float = 600.0) -> ChatReply:
     pieces: list[str] = []
     token_ids: list[int] = []
     usage: dict[str, Any] = {}
+    server: dict[str, Any] = {}
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             for chunk in _events(response):
+                if "error" in chunk:  # a failure after the stream started: sent as an event
+                    raise ServingError(f"the server answered {_stream_error(chunk['error'])}")
                 usage = chunk.get("usage") or usage
+                server = chunk.get("metrics") or server  # --enable-per-request-metrics
                 for choice in chunk.get("choices", []):
                     ids = _token_ids(choice)
                     if first is None and (ids or choice.get("delta", {}).get("content")):
@@ -134,7 +145,10 @@ def ask(url: str, body: dict[str, Any], *, timeout: float = 600.0) -> ChatReply:
     except urllib.error.HTTPError as error:
         raise ServingError(f"the server answered {error.code}: {_server_message(error)}") from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-        raise ServingError(f"cannot reach {url}: {getattr(error, 'reason', error)}") from None
+        raise ServingError(
+            f"cannot reach {url} ({getattr(error, 'reason', error)}): start the vLLM server first "
+            "(README, Serving) or pass its --url"
+        ) from None
     end = time.perf_counter()
     return ChatReply(
         text="".join(pieces).strip(),
@@ -144,6 +158,7 @@ def ask(url: str, body: dict[str, Any], *, timeout: float = 600.0) -> ChatReply:
         ttft_ms=((first or end) - start) * 1e3,
         total_ms=(end - start) * 1e3,
         payload_bytes=len(data),
+        extra={"server_metrics": server} if server else {},
     )
 
 
@@ -165,6 +180,12 @@ def _token_ids(choice: dict[str, Any]) -> list[int]:
     return [int(item["token"].removeprefix("token_id:")) for item in content]
 
 
+def _stream_error(error: Any) -> str:
+    if isinstance(error, dict):
+        return f"{error.get('code', 'an error')}: {error.get('message', error)}"
+    return str(error)
+
+
 def _server_message(error: urllib.error.HTTPError) -> str:
     text = error.read().decode("utf-8", "replace")
     try:
@@ -180,4 +201,7 @@ def _get_json(url: str, timeout: float) -> Any:
     except urllib.error.HTTPError as error:
         raise ServingError(f"{url} answered {error.code}: {_server_message(error)}") from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-        raise ServingError(f"cannot reach {url}: {getattr(error, 'reason', error)}") from None
+        raise ServingError(
+            f"cannot reach {url} ({getattr(error, 'reason', error)}): start the vLLM server first "
+            "(README, Serving) or pass its --url"
+        ) from None

@@ -49,11 +49,17 @@ class ServerSpec:
 
 
 def serve_command(spec: ServerSpec, python: str = "python") -> list[str]:
-    """The `vllm serve` command line of `spec` (the module form, for the CPU build)."""
+    """The `vllm serve` command line of `spec` (the module form, for the CPU build).
+
+    --max-num-batched-tokens at the context length: vLLM sizes its encoder cache from a 16-frame
+    dummy video, which a stock 32-frame video (6273 tokens) overflows with the CPU default.
+    """
     videos = 0 if spec.route == "embeds" else 1
     args = [python, "-m", SERVER_MODULE, "--model", spec.model, "--dtype", spec.dtype,
-            "--max-model-len", str(spec.max_model_len), "--host", spec.host, "--port", str(spec.port),
-            "--limit-mm-per-prompt", json.dumps({"image": 0, "video": videos})]  # fmt: skip
+            "--max-model-len", str(spec.max_model_len), "--max-num-batched-tokens", str(spec.max_model_len),
+            "--host", spec.host, "--port", str(spec.port),
+            "--limit-mm-per-prompt", json.dumps({"image": 0, "video": videos}),
+            "--enable-per-request-metrics"]  # fmt: skip
     if videos:
         args += ["--media-io-kwargs", json.dumps({"video": {"num_frames": spec.frames}})]
     if spec.route in ("embeds", "both"):

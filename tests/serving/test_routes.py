@@ -8,6 +8,7 @@ the project's exact-budget pipeline on the torch backend.
 
 from __future__ import annotations
 
+import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,15 +52,15 @@ def spans(tiny_vllm_loaded, jobs_frames) -> dict[str, Span]:
     return found
 
 
-def send_span(server, span: torch.Tensor) -> ChatReply:
-    return ask(
-        server.spec.url, chat_body(span_message(span, PROMPT), model=server.spec.model, max_tokens=MAX_TOKENS)
-    )
+def send_span(server, span: torch.Tensor, field: str = "video_embeds") -> ChatReply:
+    body = chat_body(span_message(span, PROMPT, field=field), model=server.spec.model, max_tokens=MAX_TOKENS)
+    return ask(server.spec.url, body)
 
 
-def test_route1_each_span_alone_equals_the_projects_generation(server, spans) -> None:
+@pytest.mark.parametrize("field", ["video_embeds", "image_embeds"])
+def test_route1_each_span_alone_equals_the_projects_generation(server, spans, field) -> None:
     for name, span in spans.items():
-        reply = send_span(server, span.embeds)
+        reply = send_span(server, span.embeds, field)
         assert reply.prompt_tokens == span.prompt_tokens, name  # text + N + 1
         assert reply.token_ids == span.token_ids, name
 
@@ -77,10 +78,10 @@ def test_route1_concurrent_spans_of_different_lengths(server, spans) -> None:
 @pytest.mark.parametrize(
     ("span", "message"),
     [
-        (torch.ones(40, 64, dtype=torch.int64), "image_embeds has dtype int64"),
+        (torch.ones(40, 64, dtype=torch.int64), "video_embeds has dtype int64"),
         (torch.randn(40, 65), "hidden dimension mismatch: got 65, but model expects 64"),
         (torch.full((40, 64), float("nan")), "NaN or infinite"),
-        (torch.randn(40, 64, dtype=torch.float64), "image_embeds has dtype float64"),
+        (torch.randn(40, 64, dtype=torch.float64), "video_embeds has dtype float64"),
     ],
 )
 def test_route1_malformed_span_is_a_400_and_the_server_keeps_serving(server, spans, span, message) -> None:
@@ -121,3 +122,24 @@ def test_route2_prompt_length_and_answer_equal_the_exact_pipeline(server, tiny_v
         assert reply.prompt_tokens == text + exact_count(196, 32, retention=0.10) + 1, name
         assert own.visual_tokens_after == exact_count(196, 32, retention=0.10) + 1, name
         assert reply.token_ids == own.token_ids, name
+
+
+def test_serve_client_command_on_both_routes(server, spans, tiny_vllm, jobs_mp4) -> None:
+    from click.testing import CliRunner
+
+    from earlytom.cli.main import cli
+
+    common = ["serve-client", "--url", server.spec.url, "--model", str(tiny_vllm), "--video", str(jobs_mp4),
+              "--prompt", PROMPT, "--max-new-tokens", str(MAX_TOKENS)]  # fmt: skip
+    embeds = CliRunner().invoke(cli, [*common, "--json"])
+    assert embeds.exit_code == 0, embeds.output
+    result = json.loads(embeds.output.strip().splitlines()[-1])
+    assert result["token_ids"] == spans["videomme-0.10"].token_ids
+    assert result["span_rows"] == spans["videomme-0.10"].embeds.shape[0]
+    assert result["server_metrics"]["time_to_first_token_ms"] > 0
+    video = CliRunner().invoke(cli, [*common, "--route", "video"])
+    assert video.exit_code == 0, video.output
+    assert "video route" in video.output and "TTFT      client" in video.output
+    refused = CliRunner().invoke(cli, [*common, "--route", "video", "--retention", "0.2"])
+    assert refused.exit_code == 1
+    assert "the video route compresses with the server's own setting: drop --retention" in refused.output

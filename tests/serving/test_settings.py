@@ -57,3 +57,38 @@ def test_serve_command_per_route() -> None:
     assert "--hf-overrides" not in stock and "--enable-mm-embeds" not in stock
     with pytest.raises(ValueError):
         ServerSpec("m", route="images")
+
+
+def test_readme_server_command_is_what_serve_command_builds() -> None:
+    """The README's `vllm serve` line is the launcher's, so the documented command is the tested one."""
+    import re
+    import shlex
+
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Serving") : text.index("## Design")]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block is not None
+    lines = block.group(1).replace("\\\n", " ").splitlines()
+    server = next(line for line in lines if "vllm.entrypoints.openai.api_server" in line)
+    argv = shlex.split(server)
+    assert argv[0] == "VLLM_CPU_KVCACHE_SPACE=1"
+    assert argv[argv.index("--model") + 1] == "$(earlytom model-folder tiny-vllm)"
+    argv[argv.index("--model") + 1] = "MODEL"
+    spec = ServerSpec("MODEL", route="both", setting={"preset": "videomme", "retention": 0.1}, port=8000)
+    built = serve_command(spec, ".venv-vllm/bin/python")
+    assert built[:3] == argv[1:4]
+    assert flags(built) == flags(argv[1:]) | {"--host": "127.0.0.1"}
+    assert any(line.startswith("earlytom serve-client --route embeds") for line in lines)
+    assert any(line.startswith("earlytom serve-client --route video") for line in lines)
+
+
+def flags(argv: list[str]) -> dict[str, str | bool]:
+    """--flag value / --switch pairs of a command line, in any order."""
+    found: dict[str, str | bool] = {}
+    for i, arg in enumerate(argv):
+        if arg.startswith("--"):
+            value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else True
+            found[arg] = value
+    return found

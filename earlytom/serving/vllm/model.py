@@ -1,7 +1,8 @@
 """EarlyTomLlavaOnevisionForConditionalGeneration: vLLM's LLaVA-OneVision at two seams.
 
-Route 1 (embeddings in): a visual span of any length is an `image_embeds` item; vLLM's schema
-has no dynamic length, so two spans of different lengths in one batch killed the engine.
+Route 1 (embeddings in): a visual span of any length is a `video_embeds` (or `image_embeds`)
+item; vLLM's schema has no dynamic length, so two spans of different lengths in one batch killed
+the engine, and LLaVA-OneVision has no `video_embeds` field at all.
 Route 2 (video in): with an EarlyTom setting, videos run the project's compressing encoder (the
 torch vision path, exact budget), because vLLM's SigLIP exposes no attention probabilities.
 """
@@ -17,12 +18,11 @@ from vllm.config import VllmConfig
 from vllm.model_executor.models.llava_onevision import (
     LlavaOnevisionDummyInputsBuilder,
     LlavaOnevisionForConditionalGeneration,
-    LlavaOnevisionMultiModalProcessor,
 )
 from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.utils.tensor_schema import TensorSchema, TensorShape
 
-from earlytom.serving.vllm.processing import EarlyTomProcessingInfo
+from earlytom.serving.vllm.processing import EarlyTomMultiModalProcessor, EarlyTomProcessingInfo
 from earlytom.serving.vllm.settings import serving_config
 from earlytom.vision_path import VisionPath
 
@@ -30,12 +30,12 @@ from earlytom.vision_path import VisionPath
 class VisualSpanInputs(TensorSchema):
     """Dimensions: bn spans, ifs rows each (N + 1, differs per span), hs the LLM width."""
 
-    type: Literal["image_embeds"] = "image_embeds"
+    type: Literal["image_embeds", "video_embeds"] = "image_embeds"
     data: Annotated[torch.Tensor | list[torch.Tensor], TensorShape("bn", "ifs", "hs", dynamic_dims={"ifs"})]
 
 
 @MULTIMODAL_REGISTRY.register_processor(
-    LlavaOnevisionMultiModalProcessor,
+    EarlyTomMultiModalProcessor,
     info=EarlyTomProcessingInfo,
     dummy_inputs=LlavaOnevisionDummyInputsBuilder,
 )
@@ -52,18 +52,30 @@ class EarlyTomLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditiona
             return VisualSpanInputs(type="image_embeds", data=spans)
         return super()._parse_and_validate_image_input(**kwargs)
 
+    def _parse_and_validate_video_input(self, **kwargs: object) -> Any:
+        spans = kwargs.get("video_embeds")
+        if spans is not None and kwargs.get("pixel_values_videos") is None:
+            return VisualSpanInputs(type="video_embeds", data=spans)
+        return super()._parse_and_validate_video_input(**kwargs)
+
     def _process_image_input(self, image_input: Any) -> Any:
         if isinstance(image_input, VisualSpanInputs):
-            dtype = self.image_newline.dtype
-            return [span.reshape(-1, span.shape[-1]).to(dtype) for span in image_input["data"]]  # (N+1, C)
+            return self._spans(image_input)
         return super()._process_image_input(image_input)
 
     def _process_video_pixels(self, inputs: Any) -> Any:
+        if isinstance(inputs, VisualSpanInputs):
+            return self._spans(inputs)
         if self.earlytom_config is None:
             return super()._process_video_pixels(inputs)
         path = self._earlytom_path()
         dtype = self.image_newline.dtype
         return [path.run(video.to(dtype)).embeds for video in inputs["pixel_values_videos"]]  # (N*+1, C)
+
+    def _spans(self, inputs: VisualSpanInputs) -> list[torch.Tensor]:
+        """One (N + 1, C) tensor per span, whatever its length, in the model's dtype."""
+        dtype = self.image_newline.dtype
+        return [span.reshape(-1, span.shape[-1]).to(dtype) for span in inputs["data"]]
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
         loaded = super().load_weights(weights)

@@ -10,7 +10,11 @@ from functools import cached_property
 from typing import Any
 
 import torch
-from vllm.model_executor.models.llava_onevision import LlavaOnevisionProcessingInfo
+from vllm.model_executor.models.llava_onevision import (
+    LlavaOnevisionMultiModalProcessor,
+    LlavaOnevisionProcessingInfo,
+)
+from vllm.multimodal.inputs import MultiModalFieldConfig
 from vllm.multimodal.parse import MultiModalDataParser
 
 from earlytom.compression import exact_count
@@ -20,27 +24,44 @@ from earlytom.serving.vllm.settings import serving_config
 SPAN_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def check_span(span: torch.Tensor) -> None:
+def check_span(span: torch.Tensor, field: str = "image_embeds") -> None:
     """A visual span is (N + 1, C) or (1, N + 1, C) floats, N + 1 >= 1, all finite (width: vLLM's check)."""
     if span.dtype not in SPAN_DTYPES:
         names = ", ".join(str(dtype).removeprefix("torch.") for dtype in SPAN_DTYPES)
         raise ValueError(
-            f"image_embeds has dtype {str(span.dtype).removeprefix('torch.')}: a visual span is {names}"
+            f"{field} has dtype {str(span.dtype).removeprefix('torch.')}: a visual span is {names}"
         )
     if span.ndim not in (2, 3) or span.shape[-2] == 0:
-        raise ValueError(f"image_embeds has shape {tuple(span.shape)}: a visual span is (N + 1, C) rows")
+        raise ValueError(f"{field} has shape {tuple(span.shape)}: a visual span is (N + 1, C) rows")
     if not bool(torch.isfinite(span).all()):
-        raise ValueError("image_embeds holds NaN or infinite values")
+        raise ValueError(f"{field} holds NaN or infinite values")
 
 
 class SpanDataParser(MultiModalDataParser):
     """vLLM's parser, plus the dtype, length and finiteness checks of a visual span."""
 
     def _parse_image_data(self, data: Any) -> Any:
-        if self.is_embeddings(data):
-            for span in data if isinstance(data, list) else [data]:
-                check_span(span)
+        _check_spans(self, data, "image_embeds")
         return super()._parse_image_data(data)
+
+    def _parse_video_data(self, data: Any) -> Any:
+        _check_spans(self, data, "video_embeds")
+        return super()._parse_video_data(data)
+
+
+def _check_spans(parser: MultiModalDataParser, data: Any, field: str) -> None:
+    if parser.is_embeddings(data):
+        for span in data if isinstance(data, list) else [data]:
+            check_span(span, field)
+
+
+class EarlyTomMultiModalProcessor(LlavaOnevisionMultiModalProcessor):
+    """LLaVA-OneVision's processor, plus `video_embeds`: a span in the video's own place, so the
+    prompt is token for token the one `earlytom run` builds (stock vLLM has no such field)."""
+
+    def _get_mm_fields_config(self, hf_inputs: Any, hf_processor_mm_kwargs: Any) -> Any:
+        fields = dict(super()._get_mm_fields_config(hf_inputs, hf_processor_mm_kwargs))
+        return fields | {"video_embeds": MultiModalFieldConfig.batched("video")}
 
 
 class EarlyTomProcessingInfo(LlavaOnevisionProcessingInfo):
