@@ -142,13 +142,8 @@ def ask(url: str, body: dict[str, Any], *, timeout: float = 600.0) -> ChatReply:
                         first = time.perf_counter()
                     pieces.append(choice.get("delta", {}).get("content") or "")
                     token_ids.extend(ids)
-    except urllib.error.HTTPError as error:
-        raise ServingError(f"the server answered {error.code}: {_server_message(error)}") from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-        raise ServingError(
-            f"cannot reach {url} ({getattr(error, 'reason', error)}): start the vLLM server first "
-            "(README, Serving) or pass its --url"
-        ) from None
+        raise _request_error(url, "the server", error) from None
     end = time.perf_counter()
     return ChatReply(
         text="".join(pieces).strip(),
@@ -198,10 +193,15 @@ def _get_json(url: str, timeout: float) -> Any:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return json.load(response)
-    except urllib.error.HTTPError as error:
-        raise ServingError(f"{url} answered {error.code}: {_server_message(error)}") from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-        raise ServingError(
-            f"cannot reach {url} ({getattr(error, 'reason', error)}): start the vLLM server first "
-            "(README, Serving) or pass its --url"
-        ) from None
+        raise _request_error(url, url, error) from None
+
+
+def _request_error(url: str, who: str, error: Exception) -> ServingError:
+    """An HTTP error status as the server's own message; anything else as "cannot reach"."""
+    if isinstance(error, urllib.error.HTTPError):
+        return ServingError(f"{who} answered {error.code}: {_server_message(error)}")
+    return ServingError(
+        f"cannot reach {url} ({getattr(error, 'reason', error)}): start the vLLM server first "
+        "(README, Serving) or pass its --url"
+    )
