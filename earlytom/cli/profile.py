@@ -13,7 +13,7 @@ from earlytom.cli.paramtypes import Count
 
 @click.command(cls=Command)
 @click.argument("folder", type=click.Path(path_type=Path))
-@video_options()
+@video_options(allow_partial=True)
 @click.option(
     "--print-commands", is_flag=True,
     help="Only print the trtexec (tensorrt_rtx for TensorRT-RTX plans) commands, one per plan.",
@@ -38,7 +38,7 @@ def profile(
     out_dir = out or default_profile_folder(folder)
     report = profile_artifacts(
         folder, video.video, out_dir=out_dir, num_frames=video.frames, iterations=iterations, warmup=warmup,
-        commands_only=print_commands, progress=progress,
+        commands_only=print_commands, allow_partial=video.allow_partial, progress=progress,
     )  # fmt: skip
     if print_commands:
         for command in report["commands"]:

@@ -68,8 +68,11 @@ def percentiles(times: list[float]) -> dict[str, float]:
     return {"p50_ms": round(statistics.median(ordered), 4), "p90_ms": round(p90, 4)}
 
 
-def record_shapes(artifact: Artifact, video: Path, num_frames: int, inputs_dir: Path) -> list[SegmentShapes]:
-    """Run the ONNX chain on `video`; the shapes (and integer inputs, saved) each plan will see."""
+def record_shapes(
+    artifact: Artifact, video: Path, num_frames: int, inputs_dir: Path, *, allow_partial: bool = False
+) -> list[SegmentShapes]:
+    """Run the ONNX chain on `video`; the shapes (and integer inputs, saved) each plan will see.
+    `allow_partial`: a truncated video is sampled from the frames that decode."""
     from earlytom.models.preprocess import preprocess_frames
     from earlytom.models.video import load_video
 
@@ -78,7 +81,8 @@ def record_shapes(artifact: Artifact, video: Path, num_frames: int, inputs_dir: 
     executors = [*artifact_executors(artifact)]
     planner = planner_for(manifest.config, tie_band=manifest.tie_band)
     path = VisionPath(executors, planner, tokens_per_frame=manifest.geometry.pooled_tokens_per_frame)
-    pixels = preprocess_frames(load_video(video, num_frames).frames, size=manifest.geometry.image_size)
+    frames = load_video(video, num_frames, allow_partial=allow_partial).frames
+    pixels = preprocess_frames(frames, size=manifest.geometry.image_size)
     tokens = path.run(pixels, record=True)
     path.release()
     inputs_dir.mkdir(parents=True, exist_ok=True)
@@ -229,6 +233,7 @@ def profile_artifacts(
     iterations: int = 50,
     warmup: int = 10,
     commands_only: bool = False,
+    allow_partial: bool = False,
     progress: Progress = lambda _: None,
 ) -> dict[str, Any]:
     """Record shapes on `video`, then the tool's commands (and run them) or Python timings; the
@@ -247,7 +252,9 @@ def profile_artifacts(
     out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="earlytom-profile-"))
     with removed_on_failure(out_dir):
         progress(f"running the exported segments once on {video} ({num_frames} frames) to record shapes")
-        segments = record_shapes(artifact, Path(video), num_frames, out_dir / "inputs")
+        segments = record_shapes(
+            artifact, Path(video), num_frames, out_dir / "inputs", allow_partial=allow_partial
+        )
         commands = tool_commands(artifact, segments, times_dir=out_dir, iterations=iterations, warmup_ms=500)
         report: dict[str, Any] = {
             "folder": str(artifact.folder.resolve()),

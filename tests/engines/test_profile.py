@@ -95,3 +95,17 @@ def test_print_commands_writes_its_inputs_beside_the_folder_only(
         f"inputs/select.{n}.bin" for n in ("budget", "frame_kind", "scores", "token_slots")
     ]
     assert f"--loadInputs=scores:{out / 'inputs' / 'select.scores.bin'}" in result.stdout
+
+
+def test_a_truncated_video_needs_the_flag_here_too(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = write_video(tmp_path / "full.mp4", 60, width=64, height=48, faststart=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.4)])
+    no_timing_means(monkeypatch)
+    refused = profile(str(folder), "--video", str(cut), "--frames", "4", "--print-commands")
+    assert refused.exit_code == 1 and "--allow-partial-video" in refused.stderr, refused.stderr
+    accepted = profile(str(folder), "--video", str(cut), "--frames", "4", "--print-commands",
+                       "--allow-partial-video")  # fmt: skip
+    assert accepted.exit_code == 0, accepted.stderr
