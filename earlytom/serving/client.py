@@ -24,7 +24,6 @@ import torch
 from earlytom.errors import ServingError
 from earlytom.models.prompt import check_prompt
 
-ROUTES = ("embeds", "video")
 SPAN_FIELDS = ("video_embeds", "image_embeds")
 VIDEO_TYPES = {
     ".mp4": "video/mp4",

@@ -113,14 +113,6 @@ class VllmServer:
         self.stop()
         raise ServingError(f"the vLLM server did not answer /health within {self.start_timeout:.0f} s")
 
-    def wait_exit(self, timeout: float) -> int | None:
-        """The exit code if the server stops by itself within `timeout` s (a refused start-up)."""
-        assert self.process is not None
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
     def failure_reason(self) -> str:
         """The last error line of the log (the reason a start-up failed)."""
         lines = self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []
