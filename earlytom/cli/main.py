@@ -22,7 +22,6 @@ from earlytom.cli.options import (
     warmup_option,
 )
 from earlytom.cli.paramtypes import Count
-from earlytom.errors import InputError
 
 
 @click.group(cls=Group)
@@ -64,12 +63,7 @@ def run(
     from earlytom.models.video import load_video_reporting
     from earlytom.runtime.pipeline import EarlyTomPipeline
 
-    config = None if artifacts is not None else setting.config()  # a folder has its own setting
-    if artifacts is not None and setting.given:
-        raise InputError(
-            f"{', '.join(setting.given)} cannot change an exported folder's setting: re-export it with "
-            "them instead"
-        )
+    config = setting.config_unless_folder(artifacts)
     # Check inputs and decode first: they should fail before a model load that can take a minute.
     check_prompt(prompt)
     sampling = (

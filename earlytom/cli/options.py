@@ -19,7 +19,7 @@ from click.core import ParameterSource
 
 from earlytom.cli.paramtypes import Count, ModelOption, NumberList, VideoPath
 from earlytom.config import BUDGETS, DEFAULT_RETENTION, DEFAULT_TASK, PRESETS, EarlyTomConfig, preset
-from earlytom.errors import ConfigError
+from earlytom.errors import ConfigError, InputError
 from earlytom.models.context import MAX_FRAMES
 
 if TYPE_CHECKING:
@@ -208,6 +208,18 @@ class SettingOptions:
             max_window=self.max_window, drop_last_middle=not self.keep_last_middle,
             enabled=not self.no_compress, budget=self.budget,
         )  # fmt: skip
+
+    def config_unless_folder(self, artifacts: Path | None) -> EarlyTomConfig | None:
+        """The setting; None with an export folder, which carries its own (flags that would
+        change it are refused)."""
+        if artifacts is None:
+            return self.config()
+        if self.given:
+            raise InputError(
+                f"{', '.join(self.given)} cannot change an exported folder's setting: re-export it with "
+                "them instead"
+            )
+        return None
 
 
 @dataclass(frozen=True)

@@ -86,13 +86,12 @@ def _span_messages(
     from earlytom.runtime.pipeline import EarlyTomPipeline
     from earlytom.serving.client import span_message
 
-    if artifacts is not None and setting.given:
-        raise InputError(f"{', '.join(setting.given)} cannot change an exported folder's setting")
+    config = setting.config_unless_folder(artifacts)
     progress(f"decoding {video.video} ...")
     decoded = load_video(video.video, video.frames)
     progress(f"loading {model.model} ...")
     pipeline = EarlyTomPipeline.from_pretrained(
-        model.model, config=None if artifacts is not None else setting.config(), device=device.device,
+        model.model, config=config, device=device.device,
         dtype=device.torch_dtype(), random_weights=model.random_weights, num_frames=video.frames,
         artifacts=artifacts, backend=backend, inner_merge=False,
     )  # fmt: skip

@@ -9,12 +9,12 @@ from typing import Any
 from earlytom.compression.flops import ArchitectureShape
 from earlytom.errors import ModelError
 from earlytom.models.architectures import QWEN2_TEXT, architecture_config
-from earlytom.models.registry import MODELS
+from earlytom.models.registry import BUILT_LOCALLY, MODELS
 
 
 def architecture_shape(name_or_path: str) -> ArchitectureShape:
     """The shape of `tiny`, `llava-ov-0.5b`, `llava-ov-7b`, or of a local checkpoint folder's config."""
-    if name_or_path in ("tiny", "tiny-vllm"):  # the same widths (tiny-vllm regroups the heads)
+    if name_or_path in BUILT_LOCALLY:  # tiny-vllm has tiny's widths (it regroups the heads)
         from earlytom.models.tiny import build_tokenizer, tiny_config
 
         # The tokenizer only sets the vocabulary size; training it takes a few milliseconds.

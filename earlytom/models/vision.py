@@ -119,6 +119,12 @@ def load_vision_side(
     return LoadedVision(_from_folder(folder, state), str(folder), fingerprint_tensors(state))
 
 
+def vision_side_from_folder(folder: Path) -> VisionSide:
+    """The vision side (fp32, CPU) of a checkpoint folder, without fingerprinting its tensors
+    (a server building its encoder needs the weights, not their identity)."""
+    return _from_folder(folder, read_vision_tensors(folder))
+
+
 def _from_folder(folder: Path, state: dict[str, torch.Tensor]) -> VisionSide:
     from transformers import LlavaOnevisionConfig
 

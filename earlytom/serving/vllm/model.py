@@ -87,12 +87,12 @@ class EarlyTomLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditiona
         """The compressing encoder, read from the checkpoint's files (our own SigLIP modules)."""
         if self._vision_path is None:
             from earlytom.compression import tie_band_for
-            from earlytom.models.vision import load_vision_side
+            from earlytom.models.vision import vision_side_from_folder
             from earlytom.vision_path import torch_vision_path
 
             assert self.earlytom_config is not None  # only called with a setting
             dtype = self.image_newline.dtype
-            vision = load_vision_side(str(_checkpoint_folder(*self._checkpoint))).vision
+            vision = vision_side_from_folder(_checkpoint_folder(*self._checkpoint))
             vision = vision.to(device=self.image_newline.device, dtype=dtype)
             # The precision's tie band, as EarlyTomPipeline picks it: the two agree on near-ties.
             band = tie_band_for(dtype)
