@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from earlytom.config import preset
-from earlytom.models.registry import load_model
+from earlytom.models.loading import load_model
 from earlytom.models.video import DecodedVideo, load_video
 from earlytom.runtime.pipeline import EarlyTomPipeline
 

@@ -335,7 +335,7 @@ def main() -> int:
 def run_steps(record: SuiteRecord, options: argparse.Namespace, video: Any, target: torch.device,
               prefix: str) -> None:  # fmt: skip
     from earlytom.models.flops_shapes import shape_from_config
-    from earlytom.models.registry import load_model
+    from earlytom.models.loading import load_model
     from earlytom.runtime.bench import run_bench
     from earlytom.runtime.bench_report import format_table, write_results
     from earlytom.runtime.pipeline import default_dtype

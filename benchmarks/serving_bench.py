@@ -30,7 +30,8 @@ from typing import Any
 import torch
 
 from earlytom.config import preset
-from earlytom.models.registry import load_model, resolve_checkpoint
+from earlytom.models.loading import load_model
+from earlytom.models.registry import resolve_checkpoint
 from earlytom.models.video import load_video
 from earlytom.runtime.pipeline import EarlyTomPipeline
 from earlytom.serving.client import ChatReply, ask, chat_body, span_message, video_message

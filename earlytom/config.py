@@ -39,6 +39,38 @@ PRESETS: dict[str, dict[float, tuple[float, tuple[int, ...]]]] = {
     },
 }
 DEFAULT_TASK = "videomme"
+# LLaVA-Video-7B, from the authors' scripts (DESIGN §10): videomme and longvideobench differ at 25 %.
+LLAVA_VIDEO_PRESETS: dict[str, dict[float, tuple[float, tuple[int, ...]]]] = {
+    "videomme": {
+        0.10: (0.3, (10, 21, 23)),
+        0.15: (0.4, (8, 21, 23)),
+        0.20: (0.5, (8, 21, 23)),
+        0.25: (0.6, (10, 21, 23)),
+    },
+    "mvbench": PRESETS["mvbench"],
+    "longvideobench": PRESETS["longvideobench"] | {0.25: (0.8, (6, 21, 23))},
+    "egoschema": PRESETS["egoschema"],
+}
+# Qwen2.5-VL-7B: the released code has none, so this is our choice (README, "Model families"). Prune
+# layers 7/15/23 are full-attention blocks: the last one scores received attention over the whole
+# frame, which a window block cannot; 15 and 23 are a third-party port's, 7 starts merging early
+# as the LLaVA presets do. tau rises with retention as in every authors' table, 0.6 at 15 % (the port's).
+QWEN_VL_PRESETS: dict[str, dict[float, tuple[float, tuple[int, ...]]]] = {
+    "default": {
+        0.10: (0.5, (7, 15, 23)),
+        0.15: (0.6, (7, 15, 23)),
+        0.20: (0.7, (7, 15, 23)),
+        0.25: (0.8, (7, 15, 23)),
+    },
+}
+# Each model family's preset table and the task its commands default to.
+FAMILY_PRESETS: dict[str, dict[str, dict[float, tuple[float, tuple[int, ...]]]]] = {
+    "llava-onevision": PRESETS,
+    "llava-video": LLAVA_VIDEO_PRESETS,
+    "qwen2.5-vl": QWEN_VL_PRESETS,
+}
+DEFAULT_TASKS = {"llava-onevision": DEFAULT_TASK, "llava-video": DEFAULT_TASK, "qwen2.5-vl": "default"}
+TASKS = tuple(dict.fromkeys(task for table in FAMILY_PRESETS.values() for task in table))
 # Stage II budgets: the released one, and the exact-count one (N a function of r, B and P alone;
 # surplus trimmed or shortfall filled by score, and Stage I never merges below ceil(N/P) frames).
 BUDGETS = ("faithful", "exact")
@@ -180,29 +212,38 @@ def _check_json_type(name: str, value: Any, kind: str) -> None:
 
 
 def preset(
-    task: str = DEFAULT_TASK,
+    task: str | None = DEFAULT_TASK,
     retention: float = DEFAULT_RETENTION,
     *,
     tau: float | None = None,
     prune_layers: Sequence[int] | None = None,
+    family: str = "llava-onevision",
     **overrides: Any,
 ) -> EarlyTomConfig:
-    """The one constructor: the authors' setting for `task` at `retention`, keyword overrides
-    replacing single fields. `tau` or `prune_layers` alone replaces the preset's value; with both
-    given, any retention in (0, 1] works and the preset table is not consulted."""
+    """The one constructor: the authors' setting for `task` at `retention` in the preset table of
+    model `family` (task None: the family's default), keyword overrides replacing single fields.
+    `tau` or `prune_layers` alone replaces the preset's value; with both given, any retention in
+    (0, 1] works and the preset table is not consulted."""
     check_retention(retention)
-    if task not in PRESETS:
-        raise ConfigError(f"unknown preset '{task}': choose one of {', '.join(PRESETS)}")
+    if family not in FAMILY_PRESETS:
+        raise ConfigError(f"unknown model family '{family}': choose one of {', '.join(FAMILY_PRESETS)}")
+    table = FAMILY_PRESETS[family]
+    task = DEFAULT_TASKS[family] if task is None else task
+    if task not in table:
+        where = "" if family == "llava-onevision" else f" for {family}"
+        raise ConfigError(f"unknown preset '{task}'{where}: choose one of {', '.join(table)}")
     if tau is None or prune_layers is None:
-        table_tau, table_layers = _tabled(task, retention)
+        table_tau, table_layers = _tabled(table, task, retention)
         tau = table_tau if tau is None else tau
         prune_layers = table_layers if prune_layers is None else prune_layers
     chosen: dict[str, Any] = {"retention": retention, "tau": tau, "prune_layers": tuple(prune_layers)}
     return EarlyTomConfig(**(chosen | overrides))
 
 
-def _tabled(task: str, retention: float) -> tuple[float, tuple[int, ...]]:
-    table = PRESETS[task]
+def _tabled(
+    presets: dict[str, dict[float, tuple[float, tuple[int, ...]]]], task: str, retention: float
+) -> tuple[float, tuple[int, ...]]:
+    table = presets[task]
     key = next((r for r in table if math.isclose(r, retention, abs_tol=1e-9)), None)
     if key is None:
         have = ", ".join(f"{r:.2f}" for r in table)

@@ -33,7 +33,7 @@ def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_loaded(tiny_cache: Path):
     import torch
 
-    from earlytom.models.registry import load_model
+    from earlytom.models.loading import load_model
 
     return load_model("tiny", device=torch.device("cpu"), dtype=torch.float32, cache_dir=tiny_cache)
 

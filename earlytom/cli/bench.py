@@ -52,18 +52,22 @@ def bench(
     at each retention on the same weights, device and frames; print a table, write JSON and a chart.
     The video is decoded once; each setting gets --warmup untimed runs, then --runs timed ones."""
     from earlytom.artifact import require_writable_folder
+
+    # Fail before a run that can take minutes: bad numbers, or no way to draw the chart at the end.
+    from earlytom.models.registry import family_of
     from earlytom.runtime.bench import check_bench_inputs, run_bench
     from earlytom.runtime.bench_report import format_table, require_matplotlib, write_results
 
-    # Fail before a run that can take minutes: bad numbers, or no way to draw the chart at the end.
+    frames = video.count(model.model)
     check_bench_inputs(
-        sweep.retentions, task=sweep.task, backend=backend, frames=video.frames, runs=runs, warmup=warmup
-    )
+        sweep.retentions, task=sweep.task, backend=backend, frames=frames, runs=runs, warmup=warmup,
+        family=family_of(model.model).name,
+    )  # fmt: skip
     require_matplotlib()
     require_writable_folder(out, "--out")  # the results are written only after the whole run
     report = run_bench(
         model.model, video.video, sweep.retentions, task=sweep.task, backend=backend, device=device.device,
-        dtype=device.torch_dtype(), random_weights=model.random_weights, num_frames=video.frames, runs=runs,
+        dtype=device.torch_dtype(), random_weights=model.random_weights, num_frames=frames, runs=runs,
         warmup=warmup, prompt=prompt, progress=progress, post_encoder=post_encoder,
         allow_partial=video.allow_partial,
         command=command_line(model, video, sweep, backend, device, runs, warmup, prompt, post_encoder, out),
@@ -81,8 +85,9 @@ def command_line(
     """The command that reproduces this benchmark, every setting spelled out (recorded in the JSON)."""
     return shlex.join([
         "earlytom", "bench", "--model", model.model, *(["--random-weights"] if model.random_weights else []),
-        "--video", str(video.video), "--frames", str(video.frames),
-        *(["--allow-partial-video"] if video.allow_partial else []), "--preset", sweep.task,
+        "--video", str(video.video), "--frames", str(video.count(model.model)),
+        *(["--allow-partial-video"] if video.allow_partial else []),
+        *(["--preset", sweep.task] if sweep.task else []),
         "--retention", ",".join(map(str, sweep.retentions)), "--backend", backend,
         "--device", device.device, "--dtype", device.dtype, "--runs", str(runs), "--warmup", str(warmup),
         "--prompt", prompt, *(["--post-encoder"] if post_encoder else []), "--out", str(out),

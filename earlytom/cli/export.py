@@ -78,8 +78,9 @@ def export(
     from earlytom.engines.build import BuildConfig
     from earlytom.exporter.export import ExportSpec
     from earlytom.jobs import Interrupted, resolve_token_select, run_export
+    from earlytom.models.registry import family_of
 
-    config = setting.config()
+    config = setting.config(family_of(model.model).name)
     build = None if skip_build else BuildConfig(target, *_profile(frames_profile), builder=builder)
     spec = ExportSpec(
         model=model.model,

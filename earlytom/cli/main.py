@@ -57,27 +57,38 @@ def run(
 ) -> None:  # fmt: skip
     """Answer a prompt about a video with EarlyTom compression and print the TTFT breakdown."""
     from earlytom.cli.report import summary
+    from earlytom.config import DEFAULT_TASKS
+    from earlytom.models.adapters import adapter_for
     from earlytom.models.context import check_request
     from earlytom.models.generation import SamplingConfig
     from earlytom.models.prompt import check_prompt
+    from earlytom.models.registry import family_of
     from earlytom.models.video import load_video_reporting
     from earlytom.runtime.pipeline import EarlyTomPipeline
 
-    config = setting.config_unless_folder(artifacts)
+    family = family_of(model.model)
+    config = setting.config_unless_folder(artifacts, family.name)
+    frames = video.count(model.model)
     # Check inputs and decode first: they should fail before a model load that can take a minute.
     check_prompt(prompt)
     sampling = (
         None if temperature is None else SamplingConfig(temperature=temperature, top_p=top_p, seed=seed)
     )
     if config is not None:  # a folder's setting is known once it is read: the pipeline checks then
-        check_request(model.model, prompt, frames=video.frames, config=config,
+        check_request(model.model, prompt, frames=frames, config=config,
                       random_weights=model.random_weights)  # fmt: skip
     progress(f"decoding {video.video} ...")
-    decoded = load_video_reporting(video.video, video.frames, progress, allow_partial=video.allow_partial)
+    decoded = load_video_reporting(
+        video.video,
+        frames,
+        progress,
+        allow_partial=video.allow_partial,
+        rounding=adapter_for(family).rounding,
+    )
     progress(f"loading {model.model}{' (random weights)' if model.random_weights else ''} ...")
     pipeline = EarlyTomPipeline.from_pretrained(
         model.model, config=config, device=device.device, dtype=device.torch_dtype(),
-        random_weights=model.random_weights, num_frames=video.frames, artifacts=artifacts, backend=backend,
+        random_weights=model.random_weights, num_frames=frames, artifacts=artifacts, backend=backend,
         inner_merge=setting.inner_merge,
     )  # fmt: skip
     for _ in range(warmup):
@@ -90,7 +101,7 @@ def run(
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
-        click.echo(summary(result, task=setting.task, video=video.video))
+        click.echo(summary(result, task=setting.task or DEFAULT_TASKS[family.name], video=video.video))
 
 
 @cli.command(cls=Command)

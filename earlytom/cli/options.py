@@ -18,7 +18,7 @@ import click
 from click.core import ParameterSource
 
 from earlytom.cli.paramtypes import Count, ModelOption, NumberList, VideoPath
-from earlytom.config import BUDGETS, DEFAULT_RETENTION, DEFAULT_TASK, PRESETS, EarlyTomConfig, preset
+from earlytom.config import BUDGETS, DEFAULT_RETENTION, DEFAULT_TASK, TASKS, EarlyTomConfig, preset
 from earlytom.errors import ConfigError, InputError
 from earlytom.models.context import MAX_FRAMES
 
@@ -50,8 +50,9 @@ def random_weights_flag() -> click.Option:
 
 def preset_flag() -> click.Option:
     return click.Option(
-        ["--preset", "task"], default=DEFAULT_TASK, show_default=True, type=click.Choice(list(PRESETS)),
-        help="Which benchmark's tuned (tau, prune layers) to use.",
+        ["--preset", "task"], default=None, type=click.Choice(list(TASKS)),
+        help=f"Which benchmark's tuned (tau, prune layers) to use, from the model family's table "
+        f"[default: {DEFAULT_TASK}; qwen2.5-vl: default, our untuned choice].",
     )  # fmt: skip
 
 
@@ -152,8 +153,8 @@ def prompt_flag(default: str | None) -> click.Option:
 
 def frames_flag() -> click.Option:
     return click.Option(
-        ["--frames"], default=32, show_default=True, type=Count(1, MAX_FRAMES),
-        help="Frames B sampled uniformly from the video.",
+        ["--frames"], default=None, type=Count(1, MAX_FRAMES),
+        help="Frames B sampled uniformly from the video [default: the model family's: 32, llava-video 64].",
     )  # fmt: skip
 
 
@@ -189,7 +190,7 @@ class ModelOptions:
 class SettingOptions:
     """The EarlyTom setting flags; a command that lacks a flag gets its default here."""
 
-    task: str = DEFAULT_TASK
+    task: str | None = None  # None: the model family's default preset
     retention: float | None = DEFAULT_RETENTION  # None: `flops` without --retention
     tau: float | None = None
     prune_layers: tuple[int, ...] | None = None
@@ -200,20 +201,23 @@ class SettingOptions:
     inner_merge: bool = True  # Stage III on/off (its layer and ratio live in EarlyTomConfig)
     given: tuple[str, ...] = ()  # the flags shaping the EarlyTomConfig that the command line set
 
-    def config(self) -> EarlyTomConfig:
+    def config(self, family: str = "llava-onevision") -> EarlyTomConfig:
+        """The setting, from the preset table of the model's `family`."""
         if self.retention is None:
             raise ConfigError("an EarlyTom setting needs --retention, e.g. --retention 0.1")
         return preset(
             self.task, self.retention, tau=self.tau, prune_layers=self.prune_layers,
             max_window=self.max_window, drop_last_middle=not self.keep_last_middle,
-            enabled=not self.no_compress, budget=self.budget,
+            enabled=not self.no_compress, budget=self.budget, family=family,
         )  # fmt: skip
 
-    def config_unless_folder(self, artifacts: Path | None) -> EarlyTomConfig | None:
+    def config_unless_folder(
+        self, artifacts: Path | None, family: str = "llava-onevision"
+    ) -> EarlyTomConfig | None:
         """The setting; None with an export folder, which carries its own (flags that would
         change it are refused)."""
         if artifacts is None:
-            return self.config()
+            return self.config(family)
         if self.given:
             raise InputError(
                 f"{', '.join(self.given)} cannot change an exported folder's setting: re-export it with "
@@ -226,7 +230,7 @@ class SettingOptions:
 class SweepOptions:
     """`bench`: one preset at several retentions."""
 
-    task: str
+    task: str | None  # None: the model family's default preset
     retentions: tuple[float, ...]
 
 
@@ -245,8 +249,14 @@ class DeviceOptions:
 @dataclass(frozen=True)
 class VideoOptions:
     video: Path
-    frames: int = 32
+    frames: int | None = None  # None: the model family's default
     allow_partial: bool = False  # --allow-partial-video, where the command takes it
+
+    def count(self, model: str) -> int:
+        """--frames, or the frame count of `model`'s family (ModelError for an unknown model)."""
+        from earlytom.models.registry import family_of
+
+        return self.frames if self.frames is not None else family_of(model).frames
 
 
 # --- the decorators ------------------------------------------------------------------------------------

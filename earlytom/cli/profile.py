@@ -37,7 +37,8 @@ def profile(
 
     out_dir = out or default_profile_folder(folder)
     report = profile_artifacts(
-        folder, video.video, out_dir=out_dir, num_frames=video.frames, iterations=iterations, warmup=warmup,
+        folder, video.video, out_dir=out_dir, num_frames=video.frames or _family_frames(folder),
+        iterations=iterations, warmup=warmup,
         commands_only=print_commands, allow_partial=video.allow_partial, progress=progress,
     )  # fmt: skip
     if print_commands:
@@ -48,3 +49,16 @@ def profile(
     for row in report["segments"]:
         click.echo(f"{row['segment']:<10} {row['frames']:>6} {row['p50_ms']:>9.3f} {row['p90_ms']:>9.3f}")
     click.echo(f"wrote {out_dir / 'profile.json'}")
+
+
+def _family_frames(folder: Path) -> int:
+    """The frame count of the exported model's family (32 when the folder does not say)."""
+    import json
+
+    from earlytom.errors import EarlyTomError
+    from earlytom.models.registry import family_of
+
+    try:  # the folder is verified by profile_artifacts; here only its model's name is read
+        return family_of(json.loads((folder / "manifest.json").read_text())["model"]["name"]).frames
+    except (OSError, ValueError, KeyError, TypeError, EarlyTomError):
+        return 32

@@ -82,17 +82,22 @@ def _span_messages(
     artifacts: Path | None, backend: str, device: DeviceOptions,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
     """Route 1: the visual span computed here, as `earlytom run` computes it (Stage III off)."""
+    from earlytom.models.registry import family_of
     from earlytom.models.video import load_video
     from earlytom.runtime.pipeline import EarlyTomPipeline
     from earlytom.serving.client import span_message
 
-    config = setting.config_unless_folder(artifacts)
+    family = family_of(model.model)
+    if family.adapter != "llava":
+        raise InputError(f"the vLLM plugin serves LLaVA-OneVision; {model.model} is a {family.name} model")
+    config = setting.config_unless_folder(artifacts, family.name)
+    frames = video.count(model.model)
     progress(f"decoding {video.video} ...")
-    decoded = load_video(video.video, video.frames)
+    decoded = load_video(video.video, frames)
     progress(f"loading {model.model} ...")
     pipeline = EarlyTomPipeline.from_pretrained(
         model.model, config=config, device=device.device,
-        dtype=device.torch_dtype(), random_weights=model.random_weights, num_frames=video.frames,
+        dtype=device.torch_dtype(), random_weights=model.random_weights, num_frames=frames,
         artifacts=artifacts, backend=backend, inner_merge=False,
     )  # fmt: skip
     start = time.perf_counter()

@@ -59,6 +59,10 @@ class ExportSpec:
             )
         if self.precision not in PRECISIONS:
             raise ExportError(f"unknown precision '{self.precision}': choose {' or '.join(PRECISIONS)}")
+        from earlytom.models.registry import family_of
+
+        if family_of(self.model).adapter == "qwen-vl":
+            raise ExportError(QWEN_NOT_EXPORTED)
         if not self.config.enabled:
             raise ExportError(
                 "nothing to export with compression disabled: the stock encoder needs no segments"
@@ -72,6 +76,15 @@ class ExportSpec:
             raise ExportError(f"validation_frames={self.validation_frames}: validate on at least 2 frames")
         if self.validation_video is not None and not Path(self.validation_video).is_file():
             raise ExportError(f"validation video {self.validation_video} does not exist")
+
+
+# Why Qwen2.5-VL has no export yet (README, "Model families").
+QWEN_NOT_EXPORTED = (
+    "Qwen2.5-VL is not exportable yet: its stages read per-video rotary tables (S, head size) and an "
+    "(S, S) window mask, where S, the patches per frame, follows each video's resized frame size, so "
+    "every segment needs a second dynamic axis, the engines a profile over it and TokenSelect a "
+    "per-video token grid; run it with --backend torch"
+)
 
 
 def export_segments(spec: ExportSpec, folder: Path, progress: Progress = lambda _: None) -> Artifact:

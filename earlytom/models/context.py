@@ -11,6 +11,7 @@ Importing this module imports no model library: the command lines read MAX_FRAME
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +19,35 @@ from earlytom.config import EarlyTomConfig
 from earlytom.errors import InputError
 
 MAX_FRAMES = 1024  # frames one request may sample (32 in every paper run)
-POOLED_TOKENS_PER_FRAME = 196  # SigLIP's 27×27 grid pooled to 14×14, in every registered family
+POOLED_TOKENS_PER_FRAME = 196  # SigLIP's 27×27 grid pooled to 14×14 (LLaVA's most per frame)
 
 
 def visual_tokens_bound(
-    frames: int, config: EarlyTomConfig | None, tokens_per_frame: int = POOLED_TOKENS_PER_FRAME
-) -> int:
-    """The most visual tokens N + 1 that `frames` frames give under `config` (None: stock)."""
+    frames: int, config: EarlyTomConfig | None, tokens_per_frame: int = POOLED_TOKENS_PER_FRAME,
+    newline_tokens: int = 1,
+) -> int:  # fmt: skip
+    """The most visual tokens N (+ the newline) that `frames` frames give under `config` (None: stock)."""
     stock = frames * tokens_per_frame
     if config is None or not config.enabled:
-        return stock + 1
-    return min(stock, math.ceil(config.retention * stock) + frames) + 1
+        return stock + newline_tokens
+    return min(stock, math.ceil(config.retention * stock) + frames) + newline_tokens
 
 
 def check_context(
     tokenizer: Any, prompt: str, *, frames: int, config: EarlyTomConfig | None, context: int,
-    model: str = "the model", tokens_per_frame: int = POOLED_TOKENS_PER_FRAME,
+    model: str = "the model", tokens_per_frame: int = POOLED_TOKENS_PER_FRAME, newline_tokens: int = 1,
+    text_tokens: Callable[[Any, str], int] | None = None,
 ) -> int:  # fmt: skip
-    """The prompt's text tokens (chat template included); InputError when they and the visual
-    tokens' upper bound do not fit in `context` positions (0: unknown, not checked). Checks the
-    prompt (`check_prompt`) too."""
-    from earlytom.models.prompt import build_input_ids
+    """The prompt's text tokens (chat template included, counted by `text_tokens`, LLaVA's template
+    by default); InputError when they and the visual tokens' upper bound do not fit in `context`
+    positions (0: unknown, not checked). Checks the prompt (`check_prompt`) too."""
+    if text_tokens is None:
+        from earlytom.models.adapters import LlavaAdapter
+        from earlytom.models.families import LLAVA_ONEVISION
 
-    text = int(build_input_ids(tokenizer, prompt, num_video_tokens=0, video_token_id=0).shape[1])
-    visual = visual_tokens_bound(frames, config, tokens_per_frame)
+        text_tokens = LlavaAdapter(LLAVA_ONEVISION).text_tokens
+    text = text_tokens(tokenizer, prompt)
+    visual = visual_tokens_bound(frames, config, tokens_per_frame, newline_tokens)
     if 0 < context < text + visual:
         raise InputError(
             f"the prompt ({len(prompt)} characters, {text} tokens with the chat template) and up to "
@@ -56,8 +62,17 @@ def check_request(
     cache_dir: Path | None = None,
 ) -> None:  # fmt: skip
     """`check_context` for a model named as `load_model` takes it, before its weights load (only its
-    tokenizer and config are read)."""
-    from earlytom.models.registry import load_text_side
+    tokenizer and config are read); the visual tokens are bounded for the largest frames the family
+    takes, since the video is not decoded yet."""
+    from earlytom.models.adapters import adapter_for
+    from earlytom.models.loading import load_text_side
+    from earlytom.models.registry import family_of
 
+    adapter = adapter_for(family_of(model))
     tokenizer, context = load_text_side(model, random_weights=random_weights, cache_dir=cache_dir)
-    check_context(tokenizer, prompt, frames=frames, config=config, context=context, model=model)
+    bound = adapter.visual_bound(frames, 0, 0)
+    check_context(
+        tokenizer, prompt, frames=bound.frames, config=config, context=context, model=model,
+        tokens_per_frame=bound.tokens_per_frame, newline_tokens=bound.newline_tokens,
+        text_tokens=adapter.text_tokens,
+    )  # fmt: skip

@@ -65,7 +65,9 @@ def save_frames_file(video: DecodedVideo, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_frames_file(path: str | os.PathLike[str], num_frames: int | None = None) -> DecodedVideo:
+def load_frames_file(
+    path: str | os.PathLike[str], num_frames: int | None = None, *, rounding: str = "floor"
+) -> DecodedVideo:
     """The DecodedVideo stored in `path`. With `num_frames`, the frames the reference sampling picks
     for that count: all of them when it matches, a subset when the stored indices hold every one,
     else VideoError (a frames file cannot add frames it does not have)."""
@@ -84,9 +86,9 @@ def load_frames_file(path: str | os.PathLike[str], num_frames: int | None = None
             "write one with benchmarks/gpu_suite.py --write-frames"
         ) from exc
     video = _checked(path, stored)
-    if num_frames is None or num_frames == len(video.indices):
+    if num_frames is None:
         return video
-    return _subset(video, num_frames)
+    return _subset(video, num_frames, rounding)
 
 
 def _checked(path: Path, stored: dict[str, np.ndarray]) -> DecodedVideo:
@@ -108,8 +110,10 @@ def _checked(path: Path, stored: dict[str, np.ndarray]) -> DecodedVideo:
     )  # fmt: skip
 
 
-def _subset(video: DecodedVideo, num_frames: int) -> DecodedVideo:
-    wanted = sample_indices(video.total_frames, num_frames)
+def _subset(video: DecodedVideo, num_frames: int, rounding: str) -> DecodedVideo:
+    wanted = sample_indices(video.total_frames, num_frames, rounding)
+    if list(video.indices) == wanted:
+        return video
     where = {index: pos for pos, index in enumerate(video.indices)}
     if any(index not in where for index in wanted):
         raise VideoError(

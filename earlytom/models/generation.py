@@ -77,6 +77,7 @@ class Generation:
         self.stack = stack
         self.cache = out.cache
         self.prompt_length = out.prompt_length  # L, before Stage III
+        self.first_position = out.next_position  # where the first generated token sits
         self.positions = out.positions  # (L',) original positions held by layers >= K
         self.visual_attention = out.visual_attention
         self.dropped = out.dropped
@@ -90,8 +91,9 @@ class Generation:
 
     @property
     def next_position(self) -> int:
-        """Position of the next token fed: the original prompt length plus tokens already fed."""
-        return self.prompt_length + len(self.tokens) - 1
+        """Position of the next token fed: the first generated token's position (L, or M-RoPE's
+        max + 1) plus tokens already fed."""
+        return self.first_position + len(self.tokens) - 1
 
     def step(self) -> int:
         """Feed the last token and choose the next one."""
@@ -111,11 +113,13 @@ def prefill(
     visual_span: tuple[int, int] | None = None,
     inner: InnerMergeConfig | None = None,
     sampling: SamplingConfig | None = None,
+    positions: torch.Tensor | None = None,
 ) -> tuple[int, Generation]:
     """Run the prompt (1, L, C), Stage III on [start, stop) when `inner` is given; return the first
-    token (already a host int, so a timer stopped after this call has waited for it) and the state."""
+    token (already a host int, so a timer stopped after this call has waited for it) and the state.
+    `positions`: (L,) or M-RoPE (3, L); None is 0..L-1."""
     stack = DecoderStack(model)
-    out = stack.prefill(inputs_embeds, inner=inner, visual_span=visual_span)
+    out = stack.prefill(inputs_embeds, inner=inner, visual_span=visual_span, positions=positions)
     generation = Generation(stack, out, TokenChooser(sampling, out.logits.device))
     return generation.first_token, generation
 

@@ -1,4 +1,8 @@
-"""The Qwen2 language model of LLaVA-OneVision driven layer by layer, with Stage III in prefill.
+"""The Qwen2 language model of a Video-LLM driven layer by layer, with Stage III in prefill.
+
+The same driver runs LLaVA's Qwen2Model (1-D positions) and Qwen2.5-VL's text model (M-RoPE: a
+(3, L) temporal/height/width position per row); positions are given by the caller, and every row
+keeps its own through Stage III.
 
 Composes the Hugging Face modules (embeddings, decoder layers, rotary embedding, final norm,
 lm_head) and calls their public forwards; nothing is patched. Prefill runs layers < K on the whole
@@ -46,14 +50,16 @@ class InnerMergeConfig:
 class PrefillOutput:
     logits: torch.Tensor  # (V,) fp32: next-token logits after the last prompt token
     cache: Any  # DynamicCache: L entries in layers < K, L' in layers >= K
-    prompt_length: int  # L: the first generated token sits at position L
-    positions: torch.Tensor  # (L',) int64: original positions of the rows layers >= K hold
+    prompt_length: int  # L rows in the prompt
+    positions: torch.Tensor  # (L',) int64: original row indices of the rows layers >= K hold
     visual_attention: torch.Tensor | None  # (V,) fp32 attention row that chose the kept tokens
     dropped: int  # visual tokens removed at layer K
+    next_position: int  # position of the first generated token: L (1-D) or max + 1 (M-RoPE)
 
 
 class DecoderStack:
-    """The text side of a LlavaOnevisionForConditionalGeneration (or a bare Qwen2ForCausalLM)."""
+    """The text side of a LlavaOnevisionForConditionalGeneration, a Qwen2_5_VLForConditionalGeneration
+    (or a bare Qwen2ForCausalLM)."""
 
     def __init__(self, model: Any) -> None:
         base = model.model
@@ -86,13 +92,13 @@ class DecoderStack:
         """
         from transformers.masking_utils import create_causal_mask
 
-        return create_causal_mask(
-            config=self.config, inputs_embeds=hidden, attention_mask=None, past_key_values=None
-        )
+        return create_causal_mask(config=self.config, inputs_embeds=hidden, attention_mask=None, cache=None)
 
     def rotary(self, hidden: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, sin), each (1, n, hd), for the rows of `hidden` (1, n, C) at `positions` (n,)."""
-        cos, sin = self.text.rotary_emb(hidden, positions[None])
+        """(cos, sin), each (1, n, hd), for the rows of `hidden` (1, n, C) at `positions` (n,), or at
+        M-RoPE positions (3, n) (the text model's rotary module mixes the three sections itself)."""
+        ids = positions[None] if positions.dim() == 1 else positions[:, None]  # (1, n) or (3, 1, n)
+        cos, sin = self.text.rotary_emb(hidden, ids)
         return cos, sin
 
     def run_layers(
@@ -108,7 +114,7 @@ class DecoderStack:
                 hidden,
                 attention_mask=mask,
                 position_embeddings=rotary,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
         return hidden
@@ -124,8 +130,11 @@ class DecoderStack:
         *,
         inner: InnerMergeConfig | None = None,
         visual_span: tuple[int, int] | None = None,
+        positions: torch.Tensor | None = None,
     ) -> PrefillOutput:
-        """Run the prompt (1, L, C); with `inner` and a non-empty span, merge at layer `inner.layer`."""
+        """Run the prompt (1, L, C); with `inner` and a non-empty span, merge at layer `inner.layer`.
+
+        positions: (L,) or M-RoPE (3, L) int64 on the embeddings' device; None is 0..L-1."""
         if inputs_embeds.dim() != 3 or inputs_embeds.shape[0] != 1:
             raise InputError(
                 f"inputs_embeds must be (1, L, C) for one sequence, got {tuple(inputs_embeds.shape)}"
@@ -133,13 +142,17 @@ class DecoderStack:
         length = inputs_embeds.shape[1]
         if length < 1:
             raise InputError("the prompt is empty: give at least one token")
-        positions = torch.arange(length, device=inputs_embeds.device)  # (L,)
+        rows = torch.arange(length, device=inputs_embeds.device)  # (L,)
+        next_position = length if positions is None else int(positions.max()) + 1
+        positions = rows if positions is None else positions
+        if positions.shape[-1] != length:
+            raise InputError(f"{positions.shape[-1]} positions for a prompt of {length} tokens")
         rotary = self.rotary(inputs_embeds, positions)
         mask = self.causal_mask(inputs_embeds)
         cache = self.new_cache()
         if inner is None or visual_span is None or visual_span[1] <= visual_span[0]:
             hidden = self.run_layers(inputs_embeds, range(self.num_layers), rotary, cache, mask)
-            return PrefillOutput(self.next_logits(hidden), cache, length, positions, None, 0)
+            return PrefillOutput(self.next_logits(hidden), cache, length, rows, None, 0, next_position)
 
         k = inner.layer
         if k >= self.num_layers:
@@ -159,11 +172,12 @@ class DecoderStack:
         folded = fold_visual_tokens(hidden, (start, stop), attention, inner.ratio)
         # Layers >= K: the short sequence, each row rotated at its original position.
         short = folded.hidden
-        rotary = self.rotary(short, folded.positions)
+        rotary = self.rotary(short, positions[..., folded.positions])
         hidden = self.run_layers(short, range(k, self.num_layers), rotary, cache, self.causal_mask(short))
         return PrefillOutput(
-            self.next_logits(hidden), cache, length, folded.positions, attention, folded.num_dropped
-        )
+            self.next_logits(hidden), cache, length, folded.positions, attention, folded.num_dropped,
+            next_position,
+        )  # fmt: skip
 
     @torch.no_grad()
     def step(self, token: int, position: int, cache: Any) -> torch.Tensor:

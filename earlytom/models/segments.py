@@ -13,6 +13,7 @@ validator, the engine builder's profiles, the profiler and every executor read t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ import earlytom.ops  # noqa: F401  registers torch.ops.earlytom.token_select
 from earlytom.compression.selection import TokenBudget, reconcile_mask, selection_mask
 from earlytom.config import EarlyTomConfig
 from earlytom.models.attention import layer_with_received_attention
-from earlytom.models.vision import VisionSide, pool_grid
+from earlytom.models.vision import VisionSide
 
 FRAMES, SELECTED = "frames", "selected"  # the two dynamic axes
 ACTIVATION = "activation"  # the graph's precision (float16 or float32)
@@ -165,20 +166,23 @@ class HeadSegment(nn.Module):
 
 
 class SelectSegment(nn.Module):
-    """Bilinear pooling, TokenSelect (skipped for the stock path: every token) and the newline.
+    """Pooling, TokenSelect (skipped for the stock path: every token) and the newline (if any).
 
+    The vision side says how its features and scores pool to the LLM's token grid (LLaVA:
+    bilinear or average pooling of the 27×27 grid; Qwen2.5-VL: the merger already made the grid,
+    scores average over each 2×2 merge unit) and whether a newline token follows the video.
     exact: the exact-count budget; the released selection is reconciled to len(token_slots)
     tokens by score (`reconcile_mask`), in plain torch ops instead of the TokenSelect op.
     """
 
     spec: SegmentSpec
 
-    def __init__(self, vision: VisionSide, spec: SegmentSpec, *, exact: bool = False) -> None:
+    def __init__(self, vision: Any, spec: SegmentSpec, *, exact: bool = False) -> None:
         super().__init__()
         self.spec = spec
         self.exact = exact
-        self.image_newline = vision.image_newline  # (C,)
-        self.grid = vision.grid
+        self.image_newline = getattr(vision, "image_newline", None)  # (C,) or None
+        self.pool, self.pool_scores = vision.pool, vision.pool_scores
 
     def forward(
         self,
@@ -188,14 +192,12 @@ class SelectSegment(nn.Module):
         budget: torch.Tensor | None = None,
         token_slots: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
-        """features (T, S, C) [, scores (T, S), frame_kind, budget, token_slots] -> (N + 1, C) [, (N, 2)]."""
-        pooled = pool_grid(features, self.grid)  # (T, P, C)
+        """features (T, S, C) [, scores (T, S), frame_kind, budget, token_slots] -> (N [+1], C) [, (N, 2)]."""
+        pooled = self.pool(features)  # (T, P, C)
         if scores is None or frame_kind is None or budget is None or token_slots is None:
             # stock: every pooled token, frame after frame, as HF
-            tokens = pooled.flatten(0, 1)  # (T·P, C)
-            return (torch.cat([tokens, self.image_newline[None].to(tokens.dtype)]),)
-        # Scores get the same pooling, in fp32: (T, S) -> (T, S, 1) -> (T, P, 1) -> (T, P).
-        pooled_scores = pool_grid(scores.float()[..., None], self.grid).squeeze(-1)
+            return (self._with_newline(pooled.flatten(0, 1)),)  # (T·P [+ 1], C)
+        pooled_scores = self.pool_scores(scores)  # (T, P) fp32
         if self.exact:
             tokens, index = exact_token_select(
                 pooled, pooled_scores, frame_kind, budget, token_slots.shape[0]
@@ -204,7 +206,12 @@ class SelectSegment(nn.Module):
             tokens, index = torch.ops.earlytom.token_select(
                 pooled, pooled_scores, frame_kind, budget, token_slots
             )
-        return torch.cat([tokens, self.image_newline[None].to(tokens.dtype)]), index
+        return self._with_newline(tokens), index
+
+    def _with_newline(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.image_newline is None:
+            return tokens
+        return torch.cat([tokens, self.image_newline[None].to(tokens.dtype)])
 
 
 def exact_token_select(
@@ -223,7 +230,14 @@ StageModule = EncoderSegment | HeadSegment | SelectSegment
 def build_stages(
     vision: VisionSide, config: EarlyTomConfig, *, method: str = "earlytom", attention_chunk: int | None = 8
 ) -> list[StageModule]:
-    """One module per stage of `plan_segments`, sharing the vision side's weights."""
+    """One module per stage of `plan_segments`, sharing the vision side's weights (a Qwen2.5-VL
+    vision side gets its own stages, `earlytom.models.qwen_vl.segments`)."""
+    from earlytom.models.qwen_vl.vision import QwenVisionSide
+
+    if isinstance(vision, QwenVisionSide):
+        from earlytom.models.qwen_vl.segments import build_qwen_stages
+
+        return build_qwen_stages(vision, config, method=method, attention_chunk=attention_chunk)
     modules: list[StageModule] = []
     for spec in plan_segments(config, vision.num_layers, method):
         if spec.kind == "encoder":

@@ -35,6 +35,7 @@ from earlytom.models.prompt import LLAVA_OV_CHAT_TEMPLATE
 # Bump whenever anything below changes what gets built: it names the cache folder.
 TINY_VERSION = "1"
 SERVING_VERSION = "1"  # the same for what `tiny_serving_path` adds
+LLAVA_VIDEO_VERSION = "1"  # the same for `tiny_llava_video_path`
 
 SERVING_TEXT_HEADS = {"num_attention_heads": 2, "num_key_value_heads": 1}
 # LlavaOnevisionProcessor's settings for SigLIP at 384 px (the llava-hf checkpoints' values).
@@ -189,7 +190,7 @@ def build_tiny(out_dir: Path) -> None:
 
 def tiny_path(cache_dir: Path | None = None) -> Path:
     """The cached `tiny` folder, built first if missing."""
-    return _cached(cache_dir, f"tiny-v{TINY_VERSION}", build_tiny)
+    return cached_build(cache_dir, f"tiny-v{TINY_VERSION}", build_tiny)
 
 
 def tiny_serving_path(cache_dir: Path | None = None) -> Path:
@@ -201,8 +202,22 @@ def tiny_serving_path(cache_dir: Path | None = None) -> Path:
     loader reads), and a processor config tells vLLM how to preprocess images and videos.
     """
     source = tiny_path(cache_dir)
-    return _cached(
+    return cached_build(
         cache_dir, f"tiny-vllm-v{TINY_VERSION}.{SERVING_VERSION}", lambda out: _build_serving(source, out)
+    )
+
+
+def tiny_llava_video_path(cache_dir: Path | None = None) -> Path:
+    """The cached `tiny-llava-video` folder: tiny's weights as LLaVA-Video is published, built first
+    if missing: the LLaVA-NeXT (lmms-lab) layout, with average pooling, so every run of it goes
+    through the layout's loader."""
+    from earlytom.models.llava_next import write_llava_next
+
+    source = tiny_path(cache_dir)
+    return cached_build(
+        cache_dir,
+        f"tiny-llava-video-v{TINY_VERSION}.{LLAVA_VIDEO_VERSION}",
+        lambda out: write_llava_next(source, out, pool_mode="average"),
     )
 
 
@@ -227,7 +242,7 @@ def _llava_hf_name(key: str) -> str:
     return key
 
 
-def _cached(cache_dir: Path | None, folder: str, build: Callable[[Path], None]) -> Path:
+def cached_build(cache_dir: Path | None, folder: str, build: Callable[[Path], None]) -> Path:
     """`cache_dir / folder`, built first if missing.
 
     The build goes into a temporary folder inside `cache_dir` that is then renamed into place, so

@@ -85,24 +85,40 @@ class PartialVideoWarning(UserWarning):
     than its container declares."""
 
 
-def sample_indices(total_frames: int, num_frames: int) -> list[int]:
+SAMPLINGS = ("floor", "round")  # LLaVA's released sampling, Qwen2.5-VL's (qwen-vl-utils)
+
+
+def sample_indices(total_frames: int, num_frames: int, rounding: str = "floor") -> list[int]:
     """Indices of `num_frames` frames spread uniformly over `total_frames` (the reference sampling).
 
-    Rounds down like `np.linspace(...).astype(int)`; with `total_frames < num_frames` indices repeat.
+    "floor" rounds down like `np.linspace(...).astype(int)` (LLaVA's scripts); "round" rounds to
+    the nearest like qwen-vl-utils' `torch.linspace(...).round()`. With `total_frames <
+    num_frames` indices repeat.
     """
     if total_frames < 1:
         raise ValueError(f"total_frames must be >= 1, got {total_frames}")
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    return np.linspace(0, total_frames - 1, num_frames).astype(int).tolist()
+    if rounding not in SAMPLINGS:
+        raise ValueError(f"unknown rounding {rounding!r}: choose {', '.join(SAMPLINGS)}")
+    if rounding == "floor":
+        return np.linspace(0, total_frames - 1, num_frames).astype(int).tolist()
+    # float32 like qwen-vl-utils' torch.linspace, so halves land (and round to even) as there
+    return [int(i) for i in torch.linspace(0, total_frames - 1, num_frames).round().long().tolist()]
 
 
 def load_video(
-    path: str | os.PathLike[str], num_frames: int = 32, *, decoder: str = "auto", allow_partial: bool = False
+    path: str | os.PathLike[str],
+    num_frames: int = 32,
+    *,
+    decoder: str = "auto",
+    allow_partial: bool = False,
+    rounding: str = "floor",
 ) -> DecodedVideo:
     """Decode `path` (or read a `.npz` frames file) and return `num_frames` uniformly sampled RGB frames.
 
     `decoder`: "auto" (PyAV, else OpenCV), "pyav" or "opencv"; a frames file needs none.
+    `rounding`: how the uniform indices round (`sample_indices`; each model family has its own).
     Raises VideoError (one-line message) when the file is missing, not a video (a still image
     included), has no decodable frame, or is partial (unless `allow_partial`), InputError when
     `num_frames` is not in 1..MAX_FRAMES or its frames do not fit in memory, and
@@ -122,9 +138,9 @@ def load_video(
     from earlytom.models.frames_file import is_frames_file, load_frames_file
 
     if is_frames_file(path):
-        video = load_frames_file(path, num_frames)
+        video = load_frames_file(path, num_frames, rounding=rounding)
     else:
-        video = _decode_sampled(path, num_frames, resolve_decoder(decoder), allow_partial)
+        video = _decode_sampled(path, num_frames, resolve_decoder(decoder), allow_partial, rounding)
     if video.total_frames < num_frames:
         warnings.warn(
             f"'{path}' has only {video.total_frames} frames but {num_frames} were requested: "
@@ -141,12 +157,13 @@ def load_video_reporting(
     report: Callable[[str], None],
     *,
     allow_partial: bool = False,
+    rounding: str = "floor",
 ) -> DecodedVideo:
     """`load_video`, with short- and partial-video warnings passed to `report` (a CLI's progress line)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ShortVideoWarning)
         warnings.simplefilter("always", PartialVideoWarning)
-        decoded = load_video(path, num_frames, allow_partial=allow_partial)
+        decoded = load_video(path, num_frames, allow_partial=allow_partial, rounding=rounding)
     for warning in caught:
         report(f"warning: {warning.message}")
     return decoded
@@ -181,10 +198,12 @@ def _import(name: str) -> Any:
         return None
 
 
-def _decode_sampled(path: Path, num_frames: int, decoder: str, allow_partial: bool = False) -> DecodedVideo:
+def _decode_sampled(
+    path: Path, num_frames: int, decoder: str, allow_partial: bool = False, rounding: str = "floor"
+) -> DecodedVideo:
     probe = _probe(path, decoder)
     check_frame_memory(path, num_frames, probe.width, probe.height)
-    indices = sample_indices(probe.packets, num_frames) if probe.packets > 0 else []
+    indices = sample_indices(probe.packets, num_frames, rounding) if probe.packets > 0 else []
     frames, decoded = _decode(path, indices, decoder)
     if decoded == 0:
         raise VideoError(f"'{path}' has a video stream but no decodable frame: pass a non-empty video")
@@ -192,7 +211,7 @@ def _decode_sampled(path: Path, num_frames: int, decoder: str, allow_partial: bo
         _partial(path, decoded, probe.declared, allow_partial)
     if decoded != probe.packets:
         # The first count was wrong (or zero): sample again from the real count.
-        indices = sample_indices(decoded, num_frames)
+        indices = sample_indices(decoded, num_frames, rounding)
         frames, decoded = _decode(path, indices, decoder)
     return DecodedVideo(frames=frames, indices=tuple(indices), total_frames=decoded, fps=probe.fps, path=path,
                         decoder=decoder, source=path.name, declared_frames=probe.declared)  # fmt: skip

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from earlytom.errors import ModelError
-from earlytom.models.architectures import architecture_config
 
 
 def feature_layer_count(num_layers: int, vision_feature_layer: int) -> int:
@@ -27,13 +26,29 @@ def feature_layer_count(num_layers: int, vision_feature_layer: int) -> int:
     return index
 
 
-def pool_grid(features: torch.Tensor, grid: int) -> torch.Tensor:
-    """(T, S, C) on a grid×grid raster -> (T, P, C) bilinear on ceil(grid/2)², as HF's `apply_pooling`."""
+POOLINGS = ("bilinear", "average")  # LLaVA-NeXT's mm_spatial_pool_mode values we run (stride 2)
+
+
+def pooled_side(grid: int, pooling: str = "bilinear") -> int:
+    """Side of the pooled grid: bilinear resizes to ceil(grid/2) (HF's `apply_pooling`), average
+    pooling with stride 2 floors (LLaVA-NeXT's `avg_pool2d`): 27 -> 14 or 13."""
+    if pooling not in POOLINGS:
+        raise ModelError(
+            f"mm_spatial_pool_mode={pooling!r} is not supported: use one of {', '.join(POOLINGS)}"
+        )
+    return math.ceil(grid / 2) if pooling == "bilinear" else grid // 2
+
+
+def pool_grid(features: torch.Tensor, grid: int, pooling: str = "bilinear") -> torch.Tensor:
+    """(T, S, C) on a grid×grid raster -> (T, P, C) on the pooled grid (`pooled_side`)."""
     frames, _, width = features.shape
-    pooled_side = math.ceil(grid / 2)
+    side = pooled_side(grid, pooling)
     image = features.view(frames, grid, grid, width).permute(0, 3, 1, 2)  # (T, C, g, g)
-    image = nn.functional.interpolate(image, size=[pooled_side, pooled_side], mode="bilinear")
-    return image.permute(0, 2, 3, 1).reshape(frames, pooled_side * pooled_side, width)  # (T, P, C)
+    if pooling == "average":
+        image = nn.functional.avg_pool2d(image, 2)  # (T, C, side, side)
+    else:
+        image = nn.functional.interpolate(image, size=[side, side], mode="bilinear")
+    return image.permute(0, 2, 3, 1).reshape(frames, side * side, width)  # (T, P, C)
 
 
 class VisionSide(nn.Module):
@@ -57,6 +72,8 @@ class VisionSide(nn.Module):
         self.grid = vision.image_size // vision.patch_size  # 27
         self.image_size = vision.image_size
         self.num_layers = feature_layer_count(len(self.layers), hf_config.vision_feature_layer)
+        self.pooling = str(getattr(hf_config, "mm_spatial_pool_mode", None) or "bilinear")
+        pooled_side(self.grid, self.pooling)  # refuses an unknown mode here, not at the first video
         self.hf_config = hf_config
 
     @classmethod
@@ -74,10 +91,19 @@ class VisionSide(nn.Module):
 
     @property
     def pooled_tokens_per_frame(self) -> int:
-        return math.ceil(self.grid / 2) ** 2  # P
+        return pooled_side(self.grid, self.pooling) ** 2  # P
+
+    @property
+    def newline_tokens(self) -> int:
+        return 1  # one image_newline after the video
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
-        return pool_grid(features, self.grid)
+        """(T, S, C) projected features -> (T, P, C) pooled tokens."""
+        return pool_grid(features, self.grid, self.pooling)
+
+    def pool_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """(T, S) received attention -> (T, P) fp32, pooled like the features."""
+        return pool_grid(scores.float()[..., None], self.grid, self.pooling).squeeze(-1)
 
 
 def build_vision_side(hf_config: Any) -> VisionSide:
@@ -104,35 +130,52 @@ class LoadedVision:
 def load_vision_side(
     name_or_path: str, *, random_weights: bool = False, cache_dir: Path | None = None
 ) -> LoadedVision:
-    """The vision side (fp32, CPU) of a registered model or a local checkpoint folder."""
+    """The vision side (fp32, CPU) of a registered LLaVA model or a local checkpoint folder."""
     from earlytom.models.fingerprint import fingerprint_tensors, random_fingerprint
-    from earlytom.models.registry import MODELS, resolve_checkpoint
+    from earlytom.models.registry import MODELS, architecture_config, family_of, resolve_checkpoint
 
     spec = MODELS.get(name_or_path)
-    if spec is not None and spec.hub_id is not None and random_weights:
+    if spec is not None and not spec.built_locally and random_weights:
         with torch.random.fork_rng():  # seeded: repeated exports hash alike; the caller's RNG is untouched
             torch.manual_seed(0)
             vision = build_vision_side(architecture_config(spec.name))
         return LoadedVision(vision, "random weights", random_fingerprint(spec.name, "vision side"))
+    family = family_of(name_or_path)
     folder = resolve_checkpoint(name_or_path, cache_dir=cache_dir)
     state = read_vision_tensors(folder)
-    return LoadedVision(_from_folder(folder, state), str(folder), fingerprint_tensors(state))
+    return LoadedVision(_from_folder(folder, state, family), str(folder), fingerprint_tensors(state))
 
 
 def vision_side_from_folder(folder: Path) -> VisionSide:
     """The vision side (fp32, CPU) of a checkpoint folder, without fingerprinting its tensors
     (a server building its encoder needs the weights, not their identity)."""
-    return _from_folder(folder, read_vision_tensors(folder))
+    from earlytom.models.registry import folder_family
+
+    return _from_folder(folder, read_vision_tensors(folder), folder_family(folder))
 
 
-def _from_folder(folder: Path, state: dict[str, torch.Tensor]) -> VisionSide:
+def llava_config(folder: Path, family: Any) -> Any:
+    """The LlavaOnevisionConfig of a llava-hf or LLaVA-NeXT folder, with the family's pooling."""
     from transformers import LlavaOnevisionConfig
 
-    try:
-        hf_config = LlavaOnevisionConfig.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"'{folder}' has no readable LLaVA-OneVision config.json: {exc}") from exc
-    vision = build_vision_side(hf_config)
+    from earlytom.models.llava_next import is_llava_next, llava_next_config
+    from earlytom.models.loading import apply_pooling
+
+    if is_llava_next(folder):
+        hf_config = llava_next_config(folder)
+    else:
+        try:
+            hf_config = LlavaOnevisionConfig.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"'{folder}' has no readable LLaVA-OneVision config.json: {exc}") from exc
+    apply_pooling(hf_config, family, folder)
+    return hf_config
+
+
+def _from_folder(folder: Path, state: dict[str, torch.Tensor], family: Any) -> VisionSide:
+    if family.adapter != "llava":
+        raise ModelError(f"'{folder}' is a {family.name} checkpoint: its vision side is not a LLaVA one")
+    vision = build_vision_side(llava_config(folder, family))
     expected = {name for name, _ in vision.named_parameters() if _needed(name, vision.num_layers)}
     missing = sorted(expected - state.keys())
     if missing:
@@ -172,7 +215,11 @@ def read_vision_tensors(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _vision_name(key: str) -> str | None:
-    """Checkpoint key -> VisionSide name; handles the llava-hf layout and transformers 5's."""
+    """Checkpoint key -> VisionSide name; handles the llava-hf layout, transformers 5's and LLaVA-NeXT's."""
+    if key.startswith(("model.vision_tower.vision_tower.", "model.mm_projector.")):
+        from earlytom.models.llava_next import llava_next_vision_name
+
+        return llava_next_vision_name(key)
     key = key.removeprefix("model.")
     if key.startswith("vision_tower."):
         rest = key.removeprefix("vision_tower.").removeprefix("vision_model.")

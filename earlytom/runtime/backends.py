@@ -14,7 +14,8 @@ from earlytom.artifact import Artifact
 from earlytom.compression import tie_band_for
 from earlytom.config import EarlyTomConfig
 from earlytom.errors import EngineMismatchError, InputError
-from earlytom.models.registry import LoadedModel
+from earlytom.models.adapters import adapter_for
+from earlytom.models.loading import LoadedModel
 from earlytom.models.vision import VisionSide
 from earlytom.vision_path import Executor, VisionPath, planner_for, torch_vision_path
 
@@ -39,8 +40,8 @@ def resolve_backend(backend: str, artifacts: Path | None) -> str:
 def torch_path(
     loaded: LoadedModel, config: EarlyTomConfig, *, method: str, tie_band: float | None
 ) -> VisionPath:
-    vision = VisionSide.from_llava(loaded.model.model)
-    band = tie_band_for(vision.image_newline.dtype) if tie_band is None else tie_band
+    vision = adapter_for(loaded.family).vision_side(loaded.model)
+    band = tie_band_for(next(vision.parameters()).dtype) if tie_band is None else tie_band
     return torch_vision_path(vision, config, method=method, tie_band=band)
 
 
@@ -49,8 +50,19 @@ def artifact_path(
 ) -> VisionPath:
     """The folder's stages on `backend`, with the folder's setting and (unless given) its tie band."""
     manifest = artifact.manifest
+    if loaded.family.adapter != "llava":
+        raise EngineMismatchError(
+            f"{artifact.folder} holds LLaVA segments and {loaded.name} is a {loaded.family.name} model: "
+            "run it with --backend torch"
+        )
     vision = VisionSide.from_llava(loaded.model.model)
     width = int(vision.image_newline.shape[0])
+    if manifest.geometry.pooled_tokens_per_frame != vision.pooled_tokens_per_frame:
+        raise EngineMismatchError(
+            f"{artifact.folder} pools to {manifest.geometry.pooled_tokens_per_frame} tokens per frame and "
+            f"{loaded.name} to {vision.pooled_tokens_per_frame} ({vision.pooling} pooling): re-export it "
+            "from this model"
+        )
     if manifest.geometry.llm_hidden_size != width:
         raise EngineMismatchError(
             f"{artifact.folder} was exported for a {manifest.geometry.llm_hidden_size}-wide LLM, "

@@ -32,7 +32,7 @@ from earlytom.runtime.environment import device_name, device_slug, versions
 from earlytom.runtime.timing import STAGES
 
 if TYPE_CHECKING:
-    from earlytom.models.registry import LoadedModel
+    from earlytom.models.loading import LoadedModel
     from earlytom.models.video import DecodedVideo
 
 BACKENDS = ("auto", "torch")  # auto is torch here: exported folders are not benchmarked yet
@@ -141,26 +141,33 @@ class BenchReport:
 
 def run_bench(
     model: str, video: str | os.PathLike[str] | DecodedVideo, retentions: Sequence[float], *,
-    task: str = "videomme", backend: str = "torch", device: str = "auto", dtype: torch.dtype | None = None,
-    random_weights: bool = False, num_frames: int = 32, runs: int = 5, warmup: int = 1,
+    task: str | None = None, backend: str = "torch", device: str = "auto", dtype: torch.dtype | None = None,
+    random_weights: bool = False, num_frames: int | None = None, runs: int = 5, warmup: int = 1,
     prompt: str = DEFAULT_PROMPT, cache_dir: Path | None = None, artifacts: Path | None = None,
     command: str = "", progress: Callable[[str], None] | None = None, post_encoder: bool = False,
     loaded: LoadedModel | None = None, allow_partial: bool = False,
 ) -> BenchReport:  # fmt: skip
-    """Baseline (stock model, all tokens), then EarlyTom at `preset(task, r)` per retention (and the
-    post-encoder baseline with `post_encoder`). `loaded`: a model already loaded as `model`, so
-    nothing is loaded. `video`: a file, or frames already decoded with `num_frames` frames
-    (`allow_partial`: a truncated file is sampled from the frames that decode)."""
+    """Baseline (stock model, all tokens), then EarlyTom at `preset(task, r)` of the model's family
+    per retention (and the post-encoder baseline with `post_encoder`). `loaded`: a model already
+    loaded as `model`, so nothing is loaded. `video`: a file, or frames already decoded with
+    `num_frames` frames (`allow_partial`: a truncated file is sampled from the frames that decode).
+    task / num_frames None: the family's default preset / frame count."""
+    from earlytom.config import DEFAULT_TASKS
+    from earlytom.models.adapters import adapter_for
     from earlytom.models.flops_shapes import shape_from_config
-    from earlytom.models.registry import load_model
+    from earlytom.models.loading import load_model
+    from earlytom.models.registry import family_of
     from earlytom.runtime.pipeline import EarlyTomPipeline, default_dtype, resolve_device
 
     say = progress or (lambda _message: None)
+    family = loaded.family if loaded is not None else family_of(model)
+    task = task or DEFAULT_TASKS[family.name]
+    num_frames = family.frames if num_frames is None else num_frames
     configs = check_bench_inputs(retentions, task=task, backend=backend, frames=num_frames, runs=runs,
-                                 warmup=warmup)  # fmt: skip
+                                 warmup=warmup, family=family.name)  # fmt: skip
     _check_request(model, prompt, artifacts=artifacts, loaded=loaded, frames=num_frames,
                    random_weights=random_weights, cache_dir=cache_dir)  # fmt: skip
-    decoded = _decoded(video, num_frames, say, allow_partial)
+    decoded = _decoded(video, num_frames, say, allow_partial, adapter_for(family).rounding)
     if loaded is None:
         target = resolve_device(device)
         say(f"loading {model}{' (random weights)' if random_weights else ''} ...")
@@ -201,11 +208,10 @@ def run_bench(
 
 
 def _prompt_tokens(loaded: LoadedModel, prompt: str) -> int:
-    """Text tokens of the prompt (the chat template around no video token)."""
-    from earlytom.models.prompt import build_input_ids
+    """Text tokens of the prompt (the family's chat template around no video token)."""
+    from earlytom.models.adapters import adapter_for
 
-    ids = build_input_ids(loaded.tokenizer, prompt, num_video_tokens=0, video_token_id=loaded.video_token_id)
-    return int(ids.shape[1])
+    return adapter_for(loaded.family).text_tokens(loaded.tokenizer, prompt)
 
 
 def _check_request(
@@ -226,14 +232,14 @@ def _check_request(
 
 def _decoded(
     video: str | os.PathLike[str] | DecodedVideo, num_frames: int, say: Callable[[str], None],
-    allow_partial: bool = False,
+    allow_partial: bool = False, rounding: str = "floor",
 ) -> DecodedVideo:  # fmt: skip
     """The frames every setting runs on: decoded here (before any model load) or given decoded."""
     from earlytom.models.video import DecodedVideo, load_video_reporting
 
     if not isinstance(video, DecodedVideo):
         say(f"decoding {video} ...")  # before the model load, which can take a minute
-        return load_video_reporting(video, num_frames, say, allow_partial=allow_partial)
+        return load_video_reporting(video, num_frames, say, allow_partial=allow_partial, rounding=rounding)
     if video.frames.shape[0] != num_frames:
         raise InputError(f"the decoded video has {video.frames.shape[0]} frames, not num_frames="
                          f"{num_frames}: decode it with {num_frames} frames")  # fmt: skip
@@ -254,7 +260,14 @@ def time_runs(pipeline: Any, video: DecodedVideo, prompt: str, *, label: str, wa
 
 
 def check_bench_inputs(
-    retentions: Sequence[float], *, task: str, backend: str, frames: int, runs: int, warmup: int
+    retentions: Sequence[float],
+    *,
+    task: str | None,
+    backend: str,
+    frames: int,
+    runs: int,
+    warmup: int,
+    family: str = "llava-onevision",
 ) -> list[EarlyTomConfig]:
     """Every check that needs no model: the EarlyTom config of each retention, in order."""
     if backend not in BACKENDS:
@@ -269,7 +282,7 @@ def check_bench_inputs(
         raise InputError(f"frames={frames} is out of range: sample at least 1 frame")
     if not retentions:
         raise InputError("no retention given: pass at least one, e.g. 0.1,0.15,0.2,0.25")
-    configs = [preset(task, r) for r in retentions]  # ConfigError: out of range or not in the preset
+    configs = [preset(task, r, family=family) for r in retentions]  # ConfigError: out of range or not in it
     labels = [label_of(c.retention) for c in configs]
     if len(set(labels)) != len(labels):
         raise InputError(f"retentions {list(retentions)} repeat a value: give each once")

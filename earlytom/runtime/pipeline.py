@@ -17,12 +17,12 @@ import torch
 from earlytom.artifact import Artifact
 from earlytom.config import EarlyTomConfig
 from earlytom.errors import InputError
+from earlytom.models.adapters import adapter_for
 from earlytom.models.context import check_context
 from earlytom.models.generation import SamplingConfig, find_visual_span, prefill
 from earlytom.models.language import InnerMergeConfig
-from earlytom.models.preprocess import preprocess_frames
-from earlytom.models.prompt import build_input_ids, embed_prompt
-from earlytom.models.registry import LoadedModel, context_length, load_model
+from earlytom.models.loading import LoadedModel, context_length, load_model
+from earlytom.models.prompt import embed_prompt
 from earlytom.models.video import DecodedVideo, load_video
 from earlytom.runtime.backends import artifact_path, resolve_backend, torch_path
 from earlytom.runtime.timing import StageTimer, StageTimes
@@ -53,9 +53,10 @@ class RunResult:
 
 @dataclass(frozen=True)
 class PreparedInputs:
-    input_ids: torch.Tensor  # (1, L) on the CPU, with N+1 video placeholders
+    input_ids: torch.Tensor  # (1, L) on the CPU, with one video placeholder per visual token
     inputs_embeds: torch.Tensor  # (1, L, C)
     video: VideoTokens
+    positions: torch.Tensor | None = None  # (3, L) M-RoPE positions on the device; None: 0..L-1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -97,14 +98,15 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 
 class EarlyTomPipeline:
-    """A LLaVA-OneVision model whose vision path compresses with EarlyTom (or not, `enabled=False`)."""
+    """A Video-LLM of any registered family whose vision path compresses with EarlyTom (or not,
+    `enabled=False`)."""
 
     def __init__(
         self,
         loaded: LoadedModel,
         config: EarlyTomConfig | None = None,
         *,
-        num_frames: int = 32,
+        num_frames: int | None = None,
         artifacts: Path | Artifact | None = None,
         backend: str = "auto",
         inner_merge: bool = True,
@@ -118,7 +120,9 @@ class EarlyTomPipeline:
         `method`: earlytom, or post-encoder (the stock encoder, then per-frame top-k by last-layer
         received attention at config.retention; torch backend only) for comparison. `tie_band`:
         Stage I comparisons closer than this resolve as exact ties; None takes the band of the
-        vision precision (the folder's, or the model dtype's), 0 is the released rule."""
+        vision precision (the folder's, or the model dtype's), 0 is the released rule.
+        `num_frames` None: the family's default (LLaVA-OneVision and Qwen2.5-VL 32, LLaVA-Video 64)."""
+        num_frames = loaded.family.frames if num_frames is None else num_frames
         if num_frames < 1:
             raise InputError(f"frames={num_frames} is out of range: sample at least 1 frame")
         if method not in METHODS:
@@ -132,7 +136,9 @@ class EarlyTomPipeline:
         self.backend = resolve_backend(backend, None if folder is None else Path(folder))
         self.method = method
         self.loaded = loaded
+        self.adapter = adapter_for(loaded.family)
         self.model = loaded.model
+        self.vision_side = self.adapter.vision_side(self.model)  # shares the model's modules
         self.num_frames = num_frames
         self.device = self.model.get_input_embeddings().weight.device
         self.dtype = self.model.get_input_embeddings().weight.dtype
@@ -149,8 +155,9 @@ class EarlyTomPipeline:
             self.vision = artifact_path(loaded, artifact, backend=self.backend, tie_band=tie_band)
         else:
             config = config or EarlyTomConfig()
-            config.check_model(vision_layers=_vision_layers(loaded),
+            config.check_model(vision_layers=self.vision_side.num_layers,
                                language_layers=self.model.config.text_config.num_hidden_layers)  # fmt: skip
+            self.adapter.check_config(config, self.vision_side)
             self.vision = torch_path(loaded, config, method=method, tie_band=tie_band)
         self.config = config
         self.inner = InnerMergeConfig.from_config(config) if inner_merge else None
@@ -164,7 +171,7 @@ class EarlyTomPipeline:
         device: str = "auto",
         dtype: torch.dtype | None = None,
         random_weights: bool = False,
-        num_frames: int = 32,
+        num_frames: int | None = None,
         cache_dir: Path | None = None,
         artifacts: Path | None = None,
         backend: str = "auto",
@@ -198,27 +205,30 @@ class EarlyTomPipeline:
         )
 
     def load_video(self, video: str | os.PathLike[str] | DecodedVideo) -> DecodedVideo:
-        return video if isinstance(video, DecodedVideo) else load_video(video, self.num_frames)
+        if isinstance(video, DecodedVideo):
+            return video
+        return load_video(video, self.num_frames, rounding=self.adapter.rounding)
 
     def prepare(self, video: DecodedVideo, prompt: str, timer: StageTimer | None = None) -> PreparedInputs:
-        """Frames -> inputs_embeds, timing each stage when a timer is given."""
+        """Frames -> inputs_embeds (and M-RoPE positions), timing each stage when a timer is given."""
         timer = timer or StageTimer(self.device)
         with timer.stage("other"):
-            pixel_values = preprocess_frames(video.frames, device=self.device, dtype=self.dtype)
+            inputs = self.adapter.vision_inputs(
+                video, device=self.device, dtype=self.dtype, vision=self.vision_side
+            )
         with timer.stage("vision_encoding"):
-            encoded = self.vision.encode(pixel_values)
+            encoded = self.vision.encode(
+                inputs.pixels, side=inputs.side, tokens_per_frame=inputs.tokens_per_frame
+            )
         with timer.stage("token_processing"):
             tokens = self.vision.tokens(encoded)
-            input_ids = build_input_ids(
-                self.loaded.tokenizer,
-                prompt,
-                num_video_tokens=tokens.embeds.shape[0],
-                video_token_id=self.loaded.video_token_id,
-            )  # (1, L) on the CPU
-            embeds = embed_prompt(
-                self.model, input_ids, tokens.embeds, video_token_id=self.loaded.video_token_id
-            )
-        return PreparedInputs(input_ids, embeds, tokens)
+            video_id = self.loaded.video_token_id
+            built = self.adapter.prompt_inputs(
+                self.loaded.tokenizer, prompt, tokens, inputs, video_token_id=video_id
+            )  # ids (1, L) on the CPU
+            embeds = embed_prompt(self.model, built.input_ids, tokens.embeds, video_token_id=video_id)
+            positions = None if built.positions is None else built.positions.to(self.device)
+        return PreparedInputs(built.input_ids, embeds, tokens, positions)
 
     def __call__(
         self,
@@ -233,10 +243,13 @@ class EarlyTomPipeline:
         if max_new_tokens < 1:
             raise InputError(f"max_new_tokens={max_new_tokens} is out of range: generate at least 1 token")
         decoded = self.load_video(video)  # decoding is not part of TTFT: it starts from decoded frames
+        _, height, width, _ = decoded.frames.shape
+        bound = self.adapter.visual_bound(int(decoded.frames.shape[0]), int(height), int(width))
         check_context(
-            self.loaded.tokenizer, prompt, frames=int(decoded.frames.shape[0]), config=self.config,
+            self.loaded.tokenizer, prompt, frames=bound.frames, config=self.config,
             context=context_length(self.model.config), model=self.loaded.name,
-            tokens_per_frame=self.vision.tokens_per_frame,
+            tokens_per_frame=bound.tokens_per_frame, newline_tokens=bound.newline_tokens,
+            text_tokens=self.adapter.text_tokens,
         )  # fmt: skip
         timer = StageTimer(self.device)
         prepared = self.prepare(decoded, prompt, timer)
@@ -245,8 +258,9 @@ class EarlyTomPipeline:
         )  # host ids
         with timer.stage("llm_prefill"):
             _, generation = prefill(
-                self.model, prepared.inputs_embeds, visual_span=span, inner=self.inner, sampling=sampling
-            )
+                self.model, prepared.inputs_embeds, visual_span=span, inner=self.inner, sampling=sampling,
+                positions=prepared.positions,
+            )  # fmt: skip
         token_ids = self._decode(generation, max_new_tokens, stream)
         text = self._text(token_ids)
         return RunResult(
@@ -302,9 +316,3 @@ class EarlyTomPipeline:
         return str(
             self.loaded.tokenizer.decode([t for t in token_ids if t < vocabulary], skip_special_tokens=True)
         ).strip()
-
-
-def _vision_layers(loaded: LoadedModel) -> int:
-    from earlytom.models.vision import VisionSide
-
-    return VisionSide.from_llava(loaded.model.model).num_layers

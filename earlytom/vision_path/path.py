@@ -37,6 +37,8 @@ class EncodedVideo:
     frames_per_stage: tuple[int, ...]  # input frames, then frames after each merge
     decisions: tuple[Decision, ...] = ()  # every Stage I comparison, with its margin
     records: list[StageRecord] = field(default_factory=list)
+    sources: tuple[int, ...] = ()  # (T',) the input frame each final frame starts from (its first blend)
+    tokens_per_frame: int = 0  # P of this video
 
 
 @dataclass(frozen=True)
@@ -45,47 +47,78 @@ class VideoTokens:
     frame_ids: torch.Tensor | None  # (N,) source frame (after Stage I) of each token; None: all kept
     positions: torch.Tensor | None  # (N,) raster position in the pooled grid
     frames_per_stage: tuple[int, ...]
-    tokens_before: int  # what the stock model would feed: B·P + 1
+    tokens_before: int  # what the stock model would feed: B·P (+ 1 newline where the model has one)
     decisions: tuple[Decision, ...] = ()
     records: list[StageRecord] = field(default_factory=list)
+    sources: tuple[int, ...] = ()  # (T',) input frame of each final frame (M-RoPE time positions)
 
 
 class VisionPath:
     """Executors for [encoder segments..., head, select] and the planner that runs between them."""
 
-    def __init__(self, executors: Sequence[Executor], planner: Planner, *, tokens_per_frame: int) -> None:
+    def __init__(
+        self,
+        executors: Sequence[Executor],
+        planner: Planner,
+        *,
+        tokens_per_frame: int | None,
+        newline_tokens: int = 1,
+    ) -> None:
+        """tokens_per_frame: P; None when it depends on each video (Qwen2.5-VL's grid): `encode` gets it."""
         kinds = [executor.spec.kind for executor in executors]
         if len(kinds) < 3 or kinds[-2:] != ["head", "select"] or set(kinds[:-2]) != {"encoder"}:
             raise ValueError(f"a vision path is encoder segments, then head and select; got {kinds}")
         self.encoders = list(executors[:-2])
         self.head, self.select = executors[-2], executors[-1]
         self.planner = planner
-        self.tokens_per_frame = tokens_per_frame  # P
+        self.tokens_per_frame = tokens_per_frame  # P, or None: per video
+        self.newline_tokens = newline_tokens  # appended after the video (LLaVA: 1, Qwen2.5-VL: 0)
 
     @torch.no_grad()
-    def encode(self, pixel_values: torch.Tensor, *, record: bool = False) -> EncodedVideo:
-        """pixel_values (T, 3, H, W) -> projected features of the frames left after Stage I."""
+    def encode(
+        self,
+        pixel_values: torch.Tensor,
+        *,
+        side: Tensors | None = None,
+        tokens_per_frame: int | None = None,
+        record: bool = False,
+    ) -> EncodedVideo:
+        """pixel_values (T, ...) -> projected features of the frames left after Stage I.
+
+        `side`: per-video tensors a family's stages read beside the frames (Qwen2.5-VL's rotary
+        tables and window mask); each stage gets the ones its spec declares. `tokens_per_frame`:
+        this video's P when the path's depends on the video."""
+        per_frame = tokens_per_frame or self.tokens_per_frame
+        if per_frame is None:
+            raise ValueError("this vision path's tokens per frame depend on the video: pass tokens_per_frame")
         records: list[StageRecord] = []
+        side = side or {}
         hidden, scores = pixel_values, None
         frames, decisions = [pixel_values.shape[0]], list[Decision]()
-        floor = self.planner.min_frames(base_frames=frames[0], tokens_per_frame=self.tokens_per_frame)
+        sources = list(range(frames[0]))
+        floor = self.planner.min_frames(base_frames=frames[0], tokens_per_frame=per_frame)
         for stage, executor in enumerate(self.encoders):
-            outputs = _run(executor, {executor.spec.input_names[0]: hidden}, records if record else None)
+            inputs = _side_inputs(executor, side) | {executor.spec.input_names[0]: hidden}
+            outputs = _run(executor, inputs, records if record else None)
             hidden, scores = outputs["hidden_out"], outputs.get("scores")  # (T, S, D), (T, S)
             if self.planner.merges:
                 merged = self.planner.merge(hidden, scores, stage=stage, min_frames=floor)
                 hidden, scores = merged.hidden, merged.scores
+                sources = [sources[blend.first] for blend in merged.plan]
                 frames.append(hidden.shape[0])
                 decisions.extend(merged.decisions)
         selection = self.planner.selection_inputs(
-            hidden, base_frames=frames[0], tokens_per_frame=self.tokens_per_frame, stage=len(self.encoders)
+            hidden, base_frames=frames[0], tokens_per_frame=per_frame, stage=len(self.encoders)
         )
         if selection is not None:
             if scores is None:
                 raise ValueError("no encoder segment produced scores: the last one must score its last layer")
             decisions.extend(selection.decisions)
-        features = _run(self.head, {"hidden": hidden}, records if record else None)["features"]
-        return EncodedVideo(features, scores, selection, tuple(frames), tuple(decisions), records)
+        head_inputs = _side_inputs(self.head, side) | {"hidden": hidden}
+        features = _run(self.head, head_inputs, records if record else None)["features"]
+        return EncodedVideo(
+            features, scores, selection, tuple(frames), tuple(decisions), records, tuple(sources), per_frame
+        )
 
     @torch.no_grad()
     def tokens(self, encoded: EncodedVideo, *, record: bool = False) -> VideoTokens:
@@ -103,17 +136,34 @@ class VisionPath:
             frame_ids=None if index is None else index[:, 0],
             positions=None if index is None else index[:, 1],
             frames_per_stage=encoded.frames_per_stage,
-            tokens_before=encoded.frames_per_stage[0] * self.tokens_per_frame + 1,
+            tokens_before=encoded.frames_per_stage[0] * encoded.tokens_per_frame + self.newline_tokens,
             decisions=encoded.decisions,
             records=records,
+            sources=encoded.sources,
         )
 
-    def run(self, pixel_values: torch.Tensor, *, record: bool = False) -> VideoTokens:
-        return self.tokens(self.encode(pixel_values, record=record), record=record)
+    def run(
+        self,
+        pixel_values: torch.Tensor,
+        *,
+        side: Tensors | None = None,
+        tokens_per_frame: int | None = None,
+        record: bool = False,
+    ) -> VideoTokens:
+        encoded = self.encode(pixel_values, side=side, tokens_per_frame=tokens_per_frame, record=record)
+        return self.tokens(encoded, record=record)
 
     def release(self) -> None:
         for executor in [*self.encoders, self.head, self.select]:
             executor.release()
+
+
+def _side_inputs(executor: Executor, side: Tensors) -> Tensors:
+    """The per-video tensors `executor`'s spec declares (all inputs after its first)."""
+    missing = [name for name in executor.spec.input_names[1:] if name not in side]
+    if missing:
+        raise ValueError(f"stage {executor.spec.name} needs {', '.join(missing)}, which the video lacks")
+    return {name: side[name] for name in executor.spec.input_names[1:]}
 
 
 def _run(executor: Executor, inputs: Tensors, records: list[StageRecord] | None) -> Tensors:
@@ -139,5 +189,6 @@ def torch_vision_path(
     return VisionPath(
         torch_executors(modules),
         planner_for(config, stock, tie_band=tie_band),
-        tokens_per_frame=vision.pooled_tokens_per_frame,
+        tokens_per_frame=getattr(vision, "pooled_tokens_per_frame", None),  # None: per video (Qwen2.5-VL)
+        newline_tokens=vision.newline_tokens,
     )

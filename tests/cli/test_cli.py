@@ -99,7 +99,7 @@ BAD = {
     "real model not local": (["--model", "llava-ov-7b"], "not in the local Hugging Face cache"),
     "empty prompt": (["--prompt", " "], "prompt is empty"),
     "placeholder in prompt": (["--prompt", "what is in <video>?"], "must not contain '<video>'"),
-    "folder that is no checkpoint": (["--model", "{tmp}"], "is not a loadable LLaVA-OneVision checkpoint"),
+    "folder that is no checkpoint": (["--model", "{tmp}"], "has no readable config.json: is it a model"),
     "untabled retention": (["--retention", "0.3"], "no setting for retention=0.3"),
     "bad device": (["--device", "tpu:x"], "unknown device 'tpu:x'"),
 }  # fmt: skip
@@ -288,8 +288,8 @@ def configs(monkeypatch: pytest.MonkeyPatch) -> list[EarlyTomConfig]:
     seen: list[EarlyTomConfig] = []
     build = SettingOptions.config
 
-    def config(self: SettingOptions) -> EarlyTomConfig:
-        seen.append(build(self))
+    def config(self: SettingOptions, family: str = "llava-onevision") -> EarlyTomConfig:
+        seen.append(build(self, family))
         raise InputError("stopped once the config was built")
 
     monkeypatch.setattr(SettingOptions, "config", config)

@@ -43,7 +43,7 @@ def block_work(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the work started before --out was checked")
 
     monkeypatch.setattr("earlytom.exporter.export.load_vision_side", refuse)
-    monkeypatch.setattr("earlytom.models.registry.load_model", refuse)
+    monkeypatch.setattr("earlytom.models.loading.load_model", refuse)
     monkeypatch.setattr("earlytom.engines.profile.record_shapes", refuse)
 
 

@@ -27,8 +27,8 @@ from earlytom.models.generation import (
     prefill,
 )
 from earlytom.models.language import InnerMergeConfig
+from earlytom.models.loading import LoadedModel, load_model
 from earlytom.models.prompt import build_input_ids, embed_prompt
-from earlytom.models.registry import LoadedModel, load_model
 
 # ---------------------------------------------------------------------------------------------
 # (a) the fold against HoliTom's loop

@@ -8,7 +8,7 @@ import torch
 
 from earlytom.artifact import Artifact
 from earlytom.models.fingerprint import checkpoint_fingerprint, fingerprint_tensors, random_fingerprint
-from earlytom.models.registry import LoadedModel, load_model
+from earlytom.models.loading import LoadedModel, load_model
 from earlytom.models.tiny import tiny_path
 from earlytom.models.vision import VisionSide, load_vision_side
 

@@ -35,7 +35,7 @@ def test_random_weights_are_seeded_and_leave_the_callers_rng_alone(tiny_loaded) 
     """
     import torch
 
-    from earlytom.models.registry import random_model
+    from earlytom.models.loading import random_model
 
     config, cpu = tiny_loaded.model.config, torch.device("cpu")
     torch.manual_seed(123)

@@ -124,7 +124,7 @@ def test_artifact_path_with_an_fp16_language_model_on_the_cpu(
     tiny_cache: Path, tiny_loaded, fp32_dir: Path, jobs_frames
 ) -> None:
     """The device/dtype boundaries of the artifact path: an fp16 model, fp32 graphs, host copies."""
-    from earlytom.models.registry import load_model
+    from earlytom.models.loading import load_model
 
     half = load_model("tiny", device=torch.device("cpu"), dtype=torch.float16, cache_dir=tiny_cache)
     exported = EarlyTomPipeline(half, artifacts=fp32_dir, backend="onnxruntime")

@@ -48,6 +48,6 @@ def server(vllm_python: str, tiny_vllm: Path, tmp_path_factory: pytest.TempPathF
 def tiny_vllm_loaded(tiny_vllm: Path):
     import torch
 
-    from earlytom.models.registry import load_model
+    from earlytom.models.loading import load_model
 
     return load_model(str(tiny_vllm), device=torch.device("cpu"), dtype=torch.float32)
