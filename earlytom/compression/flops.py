@@ -1,4 +1,5 @@
-"""Prefill FLOPs of LLaVA-OneVision, stock and with EarlyTom, in two conventions (DESIGN §7).
+"""Prefill FLOPs of LLaVA-OneVision, LLaVA-Video and Qwen2.5-VL, stock and with EarlyTom, in two
+conventions (DESIGN §7).
 
 Unit, both conventions: one multiply-add counts as ONE FLOP, as in FastV, HoliTom and the EarlyTom
 paper (hardware FLOPs are twice these numbers). Elementwise work (norms, softmax, activations,
@@ -6,6 +7,9 @@ residuals, pooling, the frame similarities of Stage I) is not counted.
 
 Letters: B frames sampled, T frames in a stage, S = 729 tokens per frame, P = 196 after pooling,
 D/m vision width/MLP width, d/f LLM width/MLP width, n tokens in the LLM sequence.
+A "frame" here is what the vision encoder sees: a video frame for LLaVA, a temporal patch of
+`temporal_patch` = 2 frames for Qwen2.5-VL (B = 32 frames → 16; S = 1024 patches at 448×448,
+P = S/4 = 256 tokens after its 2×2 merger, no newline). `ArchitectureShape.encoder_frames` converts.
 
 "paper": reproduces the paper's table. Per layer, for a sequence of n tokens of width w and MLP
 width u (FastV's formula, also used by HoliTom):  4·n·w² + 2·n²·w + 2·n·w·u
@@ -21,16 +25,23 @@ Arithmetic, B = 32 (n_v = 32·729 = 23328; n = 32·196 + 1 = 6273):
 This is the only combination found that hits both numbers: counting 2 FLOPs per multiply-add
 (165 T) or SwiGLU's three matrices (94.5 T) misses; the projector (+0.40 T on 7B, +0.04 T on 0.5B)
 or more than ~5 prompt tokens would push 82.6 or 45.3 to the next decimal.
+The same rules give LLaVA-Video-7B at 64 frames 148.87 T of vision plus 97.33 T of LLM = 246.20 T
+(the paper's 246.2) with P = 196, but 229.04 T with the checkpoint's average pooling (P = 169).
+Applied as they are to Qwen2.5-VL (joint sequence over every block, windows and the third MLP
+matrix not counted) they give 54.85 T at 448×448; nothing consistent with max_pixels = 200704
+reaches the paper's 554.7 T (tests/compression/test_flops_families.py).
 
 "per-frame": the arithmetic a real prefill does, same unit. Vision attention stays inside each
-frame (T·2·S²·D, linear in T) and the patch embedding (S·3·14·14·D per frame) is counted; the
-projector (S·(D·d + d·d) per final frame, applied before pooling) is counted; the LLM uses GQA
+frame (T·2·S²·D, linear in T), or inside each window of a windowed block (T·2·Σ w²·D; Qwen2.5-VL:
+8×8-patch windows except blocks 7/15/23/31), the vision MLP has 2 matrices (3 when gated), and the
+patch embedding (S·patch_dim·D per frame) is counted; the projector (S·(D·d + d·d) per final
+frame, applied before pooling; Qwen's merger (S/4)·(4D·4D + 4D·d)) is counted; the LLM uses GQA
 (k and v are d × kv_heads·head_dim), SwiGLU (3·n·d·f) and dense attention scores 2·n²·d (a causal
 kernel may skip about half of them); the LM head runs on the last position only (d·vocab).
 
 EarlyTom (DESIGN §3): vision layers 0..p1 run on B frames, p1+1..p2 on T1, ..., the last stage on
-T' frames; the LLM gets N + 1 visual tokens; with Stage III, decoder layers >= K (inner_layer) run
-on the kept round((N + 1)·(1 - inner_ratio)) visual tokens plus the prompt.
+T' frames; the LLM gets N + newline visual tokens; with Stage III, decoder layers >= K (inner_layer)
+run on the kept round((N + newline)·(1 - inner_ratio)) visual tokens plus the prompt.
 """
 
 from __future__ import annotations
@@ -51,10 +62,12 @@ CONVENTIONS: tuple[Convention, ...] = ("paper", "per-frame")
 
 @dataclass(frozen=True)
 class ArchitectureShape:
-    """The numbers of a LLaVA-OneVision architecture that FLOPs depend on (no weights).
+    """The numbers of a Video-LLM architecture that FLOPs depend on (no weights).
 
-    The projector is LLaVA-OneVision's: Linear(vision_hidden → llm_hidden), GELU, Linear(llm_hidden →
-    llm_hidden), applied to all S tokens of a frame before bilinear pooling to P.
+    The defaults after `llm_context` are LLaVA-OneVision's. Its projector is Linear(vision_hidden →
+    llm_hidden), GELU, Linear(llm_hidden → llm_hidden), applied to all S tokens of a frame before
+    pooling to P. A merger (Qwen2.5-VL) concatenates `projector_group` tokens first: (S/g) inputs
+    of g·vision_hidden, Linear to `projector_hidden`, GELU, Linear to llm_hidden; P = S/g.
     """
 
     vision_layers: int
@@ -73,20 +86,50 @@ class ArchitectureShape:
     llm_head_dim: int = 0  # 0: llm_hidden // llm_heads (Qwen2)
     llm_gated_mlp: bool = True  # SwiGLU: gate, up and down matrices
     llm_context: int = 0  # max_position_embeddings: the most tokens one prefill holds (0: unknown)
+    vision_gated_mlp: bool = False  # gate, up and down matrices (Qwen2.5-VL's ViT), per-frame only
+    vision_windows: tuple[int, ...] = ()  # tokens of each attention window of a frame; (): none
+    vision_full_layers: tuple[int, ...] = ()  # with windows: the blocks attending over the whole frame
+    temporal_patch: int = 1  # video frames per encoder frame (Qwen2.5-VL: 2)
+    projector_group: int = 1  # vision tokens per projector input (Qwen2.5-VL's 2×2 merger: 4)
+    projector_hidden: int = 0  # the projector's hidden width (0: llm_hidden)
+    newline_tokens: int = 1  # tokens after the video: LLaVA's one image_newline, Qwen2.5-VL's none
 
     def __post_init__(self) -> None:
+        zero_ok = ("llm_head_dim", "llm_context", "projector_hidden", "newline_tokens")  # 0: derive / none
         for name, value in asdict(self).items():
-            least = 0 if name in ("llm_head_dim", "llm_context") else 1  # 0: derive it / unknown
-            if not isinstance(value, bool) and (not isinstance(value, int) or value < least):
-                raise InputError(f"ArchitectureShape.{name}={value} must be an integer >= {least}")
+            least = 0 if name in zero_ok else 1
+            for item in value if isinstance(value, tuple) else (value,):
+                if not isinstance(item, bool) and (not isinstance(item, int) or item < least):
+                    raise InputError(f"ArchitectureShape.{name}={value} must hold integers >= {least}")
         if self.llm_heads % self.llm_kv_heads:
             raise InputError(
                 f"llm_heads={self.llm_heads} is not a multiple of llm_kv_heads={self.llm_kv_heads}"
+            )
+        if self.vision_windows and sum(self.vision_windows) != self.tokens_per_frame:
+            raise InputError(
+                f"vision_windows={self.vision_windows} hold {sum(self.vision_windows)} tokens, not the "
+                f"frame's {self.tokens_per_frame}"
+            )
+        if any(layer >= self.vision_layers for layer in self.vision_full_layers):
+            raise InputError(
+                f"vision_full_layers={self.vision_full_layers} are not in 0..{self.vision_layers - 1}"
+            )
+        if self.tokens_per_frame % self.projector_group:
+            raise InputError(
+                f"projector_group={self.projector_group} does not divide S={self.tokens_per_frame}"
             )
 
     @property
     def head_dim(self) -> int:
         return self.llm_head_dim or self.llm_hidden // self.llm_heads
+
+    def encoder_frames(self, frames: int) -> int:
+        """Frames the vision encoder sees for `frames` video frames (Qwen2.5-VL repeats an odd last one)."""
+        return -(-frames // self.temporal_patch)
+
+    def stock_tokens(self, frames: int) -> int:
+        """Visual tokens of the stock model for `frames` video frames: B·P + newline."""
+        return self.encoder_frames(frames) * self.pooled_tokens_per_frame + self.newline_tokens
 
 
 @dataclass(frozen=True)
@@ -117,16 +160,14 @@ def prefill_flops(
     inner_ratio: float = 0.0,
     convention: Convention = "paper",
 ) -> FlopsBreakdown:
-    """FLOPs of one prefill. frames_per_stage = [B, T1, ...]: frames entering the encoder, then after
-    each prune layer; visual_tokens = N + 1 (newline included) given to the LLM."""
+    """FLOPs of one prefill. frames_per_stage = [B, T1, ...]: encoder frames entering the encoder,
+    then after each prune layer; visual_tokens = N + newline given to the LLM."""
     _check(shape, frames_per_stage, prune_layers, visual_tokens, prompt_tokens, inner_layer, inner_ratio)
     if convention not in CONVENTIONS:
         raise ConfigError(f"convention '{convention}' is unknown: choose one of {', '.join(CONVENTIONS)}")
     paper = convention == "paper"
     vision = _vision(shape, list(frames_per_stage), list(prune_layers), paper=paper)
-    projector = 0 if paper else frames_per_stage[-1] * shape.tokens_per_frame * shape.llm_hidden * (
-        shape.vision_hidden + shape.llm_hidden
-    )  # fmt: skip
+    projector = 0 if paper else frames_per_stage[-1] * _projector_per_frame(shape)
     full_layers, kept = shape.llm_layers, visual_tokens
     if inner_layer is not None and inner_ratio > 0:
         full_layers, kept = inner_layer, inner_kept(visual_tokens, inner_ratio)
@@ -143,21 +184,37 @@ def inner_kept(visual_tokens: int, inner_ratio: float) -> int:
     return max(1, round(visual_tokens * (1.0 - inner_ratio)))
 
 
-def stage_layers(vision_layers: int, prune_layers: Sequence[int]) -> list[int]:
+def stage_layers(vision_layers: int, prune_layers: Sequence[int]) -> list[range]:
     """Layers run by each stage: layers 0..p1, p1+1..p2, ..., p_last+1..L-1."""
     bounds = [-1, *prune_layers, vision_layers - 1]
-    return [b - a for a, b in pairwise(bounds)]
+    return [range(a + 1, b + 1) for a, b in pairwise(bounds)]
 
 
 def _vision(shape: ArchitectureShape, frames: list[int], prune_layers: list[int], *, paper: bool) -> int:
     width, mlp, tokens = shape.vision_hidden, shape.vision_mlp, shape.tokens_per_frame
     total = 0 if paper else frames[0] * tokens * shape.patch_dim * width  # patch embedding
     for count, layers in zip(frames, stage_layers(shape.vision_layers, prune_layers), strict=True):
-        if paper:  # one joint sequence of T·S tokens
-            total += layers * _dense_layer(count * tokens, width, mlp)
-        else:  # each frame attends within itself
-            total += layers * count * _dense_layer(tokens, width, mlp)
+        if paper:  # one joint sequence of T·S tokens, every block alike
+            total += len(layers) * _dense_layer(count * tokens, width, mlp)
+        else:  # each frame (or window) attends within itself
+            total += count * sum(_frame_layer(shape, layer) for layer in layers)
     return total
+
+
+def _frame_layer(shape: ArchitectureShape, layer: int) -> int:
+    """One vision block on one frame: 4·S·D² + 2·Σ w²·D (w: the tokens of each window, S without
+    windows) + (2 or 3)·S·D·m."""
+    tokens, width = shape.tokens_per_frame, shape.vision_hidden
+    windowed = shape.vision_windows and layer not in shape.vision_full_layers
+    attention = 2 * sum(n * n for n in (shape.vision_windows if windowed else (tokens,))) * width
+    mlp = (3 if shape.vision_gated_mlp else 2) * tokens * width * shape.vision_mlp
+    return 4 * tokens * width * width + attention + mlp
+
+
+def _projector_per_frame(shape: ArchitectureShape) -> int:
+    """(S/g)·h·(g·D + d): LLaVA's projector S·d·(D + d) with g = 1, h = d; Qwen's merger g = 4."""
+    group, hidden = shape.projector_group, shape.projector_hidden or shape.llm_hidden
+    return shape.tokens_per_frame // group * hidden * (group * shape.vision_hidden + shape.llm_hidden)
 
 
 def _dense_layer(n: int, width: int, mlp: int) -> int:
@@ -220,7 +277,7 @@ class RunFlops:
 
     label: str
     frames_per_stage: tuple[int, ...]
-    visual_tokens: int  # N + 1, newline included
+    visual_tokens: int  # N + newline
     visual_tokens_estimated: bool  # True: from the grouping assumption of `estimate_visual_tokens`
     flops: FlopsBreakdown
 
@@ -257,9 +314,10 @@ class FlopsReport:
 def baseline_flops(
     shape: ArchitectureShape, *, frames: int, prompt_tokens: int = 0, convention: Convention = "paper"
 ) -> FlopsBreakdown:
-    """The stock model: B frames through every layer, B·P + 1 visual tokens."""
+    """The stock model: `frames` video frames (B encoder frames) through every layer, B·P + newline
+    visual tokens."""
     return prefill_flops(
-        shape, frames_per_stage=[frames], visual_tokens=frames * shape.pooled_tokens_per_frame + 1,
+        shape, frames_per_stage=[shape.encoder_frames(frames)], visual_tokens=shape.stock_tokens(frames),
         prompt_tokens=prompt_tokens, convention=convention,
     )  # fmt: skip
 
@@ -267,14 +325,15 @@ def baseline_flops(
 def estimate_visual_tokens(
     shape: ArchitectureShape, config: EarlyTomConfig, *, base_frames: int, frames: int
 ) -> int:
-    """N + 1 for T' = `frames` final frames, assuming the final groups are full segments of
-    max_window - 1 frames (no similarity below τ); a measured run gives the exact count."""
+    """N + newline for T' = `frames` final encoder frames out of `base_frames`, assuming the final
+    groups are full segments of max_window - 1 frames (no similarity below τ); a measured run
+    gives the exact count."""
     step = config.max_window - 1
     groups = [(s, min(s + step, frames) - 1) for s in range(0, frames, step)]
     budget = token_budget(
         shape.pooled_tokens_per_frame, frames, retention=config.retention, base_frames=base_frames
     )
-    return selected_count(frame_kinds(groups, frames), budget) + 1
+    return selected_count(frame_kinds(groups, frames), budget) + shape.newline_tokens
 
 
 def frame_count_range(config: EarlyTomConfig, frames: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -303,11 +362,12 @@ def _check_request(
     prefill that fits the language model's context (when the shape records it)."""
     if frames < 1:
         raise ConfigError(f"frames={frames} is out of range: must be >= 1")
-    stock = frames * shape.pooled_tokens_per_frame + 1
+    stock = shape.stock_tokens(frames)
     if visual_tokens is not None and not 1 <= visual_tokens <= stock:
+        newline = ", newline included" if shape.newline_tokens else ""
         raise ConfigError(
             f"visual_tokens={visual_tokens} is out of range: {frames} frames give 1..{stock} (the stock "
-            "model's count, newline included)"
+            f"model's count{newline})"
         )
     if prompt_tokens < 0:
         raise ConfigError(f"prompt_tokens={prompt_tokens} is out of range: must be >= 0")
@@ -335,28 +395,34 @@ def flops_report(
     inner_merge: bool = True,
     convention: Convention = "paper",
 ) -> FlopsReport:
-    """Baseline, plus EarlyTom when `config` is given: at `frames_per_stage` when known (e.g. from
-    `earlytom run --json`), else at both ends of `frame_count_range`."""
+    """Baseline, plus EarlyTom when `config` is given: at `frames_per_stage` (encoder frames) when
+    known (e.g. from `earlytom run --json`), else at both ends of `frame_count_range`."""
     _check_request(shape, frames, visual_tokens, prompt_tokens)
+    units = shape.encoder_frames(frames)
     base = baseline_flops(shape, frames=frames, prompt_tokens=prompt_tokens, convention=convention)
-    baseline = RunFlops("baseline", (frames,), frames * shape.pooled_tokens_per_frame + 1, False, base)
+    baseline = RunFlops("baseline", (units,), shape.stock_tokens(frames), False, base)
     if config is None:
         return FlopsReport(frames, prompt_tokens, convention, baseline, inner_merge=inner_merge)
     config.check_model(vision_layers=shape.vision_layers, language_layers=shape.llm_layers)
     if frames_per_stage is not None:
         counts = tuple(frames_per_stage)
-        if counts and counts[0] != frames:
+        if counts and counts[0] != units and shape.temporal_patch == 1:
             raise ConfigError(f"frames_per_stage starts with {counts[0]} frames but frames={frames}")
+        if counts and counts[0] != units:
+            raise ConfigError(
+                f"frames_per_stage starts with {counts[0]} but frames={frames} enter the encoder as {units} "
+                f"temporal patches of {shape.temporal_patch} frames: frames_per_stage counts temporal patches"
+            )
         cases = [("EarlyTom", counts)]
     else:
-        fewest, most = frame_count_range(config, frames)
+        fewest, most = frame_count_range(config, units)
         cases = [("EarlyTom, most merging", fewest), ("EarlyTom, no merging", most)]
     runs = []
     for label, counts in cases:
         _check(shape, counts, config.prune_layers, 1, prompt_tokens, None, 0.0)
         estimated = visual_tokens is None
         tokens = (
-            estimate_visual_tokens(shape, config, base_frames=frames, frames=counts[-1])
+            estimate_visual_tokens(shape, config, base_frames=units, frames=counts[-1])
             if visual_tokens is None
             else visual_tokens
         )
