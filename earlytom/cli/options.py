@@ -44,7 +44,7 @@ def random_weights_flag() -> click.Option:
     return click.Option(
         ["--random-weights"],
         is_flag=True,
-        help="Real 0.5b/7b architecture with random weights (timing only).",
+        help="The published model's real architecture with random weights (timing only).",
     )
 
 
