@@ -7,7 +7,6 @@ grid) and Qwen2.5-VL (a Qwen2_5_VLConfig; the frame size after resizing sets the
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,6 @@ from earlytom.models.vision import pooled_side
 Presets = dict[str, dict[float, tuple[float, tuple[int, ...]]]]  # task -> retention -> (tau, layers)
 QWEN_FRAME_SIZE = (448, 448)  # max_pixels filled: 32×32 patches, 256 tokens per temporal patch
 QWEN_MODEL_TYPE = "qwen2_5_vl"
-POOLED_SIDE: dict[str, Callable[[int], int]] = {
-    "bilinear": lambda grid: pooled_side(grid, "bilinear"),  # HF's apply_pooling / LLaVA-NeXT: 27 -> 14
-    "average": lambda grid: pooled_side(grid, "average"),  # LLaVA-NeXT's avg_pool2d, stride 2: 27 -> 13
-}
 
 
 def architecture_shape(name_or_path: str, *, frame_size: tuple[int, int] | None = None) -> ArchitectureShape:
@@ -85,9 +80,7 @@ def shape_from_config(config: Any, *, frame_size: tuple[int, int] | None = None)
             f"every frame to {vision.image_size}×{vision.image_size}"
         )
     mode = getattr(config, "mm_spatial_pool_mode", None) or "bilinear"
-    if mode not in POOLED_SIDE:
-        raise ModelError(f"mm_spatial_pool_mode={mode!r} is not supported: use {' or '.join(POOLED_SIDE)}")
-    pooled_side = POOLED_SIDE[mode](grid)
+    side = pooled_side(grid, mode)  # ModelError for a mode the vision path does not run
     return ArchitectureShape(
         vision_layers=vision.num_hidden_layers,
         vision_hidden=vision.hidden_size,
@@ -95,7 +88,7 @@ def shape_from_config(config: Any, *, frame_size: tuple[int, int] | None = None)
         vision_heads=vision.num_attention_heads,
         **_llm_fields(text),
         tokens_per_frame=grid * grid,
-        pooled_tokens_per_frame=pooled_side * pooled_side,
+        pooled_tokens_per_frame=side * side,
         patch_dim=vision.num_channels * vision.patch_size * vision.patch_size,
     )
 

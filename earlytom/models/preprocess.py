@@ -87,14 +87,7 @@ def preprocess_frames(
     frames: (T, H, W, 3) uint8 RGB. Returns (T, 3, size, size) of `dtype` on `device` (the frames'
     device when None), normalised with mean = std = 0.5 so values lie in [-1, 1].
     """
-    if not isinstance(frames, torch.Tensor):
-        raise ValueError(f"frames must be a torch.Tensor, got {type(frames).__name__}")
-    if frames.dtype != torch.uint8:
-        raise ValueError(f"frames must be uint8 RGB, got dtype {frames.dtype}")
-    if frames.dim() != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must have shape (T, H, W, 3), got {tuple(frames.shape)}")
-    if 0 in frames.shape:
-        raise ValueError(f"frames must be non-empty, got shape {tuple(frames.shape)}")
+    check_frames(frames)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}")
 
@@ -107,3 +100,15 @@ def preprocess_frames(
     # x / 255 then (x - mean) / std, fused into one affine step (a new tensor: x may alias frames).
     x = x * (1.0 / (255.0 * IMAGE_STD)) - IMAGE_MEAN / IMAGE_STD
     return x.to(dtype).contiguous()
+
+
+def check_frames(frames: torch.Tensor) -> None:
+    """ValueError unless `frames` is a non-empty (T, H, W, 3) uint8 RGB tensor (every family's input)."""
+    if not isinstance(frames, torch.Tensor):
+        raise ValueError(f"frames must be a torch.Tensor, got {type(frames).__name__}")
+    if frames.dtype != torch.uint8:
+        raise ValueError(f"frames must be uint8 RGB, got dtype {frames.dtype}")
+    if frames.dim() != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must have shape (T, H, W, 3), got {tuple(frames.shape)}")
+    if 0 in frames.shape:
+        raise ValueError(f"frames must be non-empty, got shape {tuple(frames.shape)}")

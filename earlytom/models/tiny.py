@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -178,8 +179,13 @@ def build_tiny(out_dir: Path) -> None:
         eos_token_id=_token_id(tokenizer, "<|im_end|>"),
         pad_token_id=_token_id(tokenizer, "<|endoftext|>"),
     )
+    save_quietly(model, tokenizer, out_dir)
+
+
+def save_quietly(model: Any, tokenizer: Any, out_dir: Path) -> None:
+    """save_pretrained of a model and its tokenizer without HF's shard bar (callers report progress)."""
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # save_pretrained draws a shard bar; callers report progress
+    hf_logging.disable_progress_bar()
     try:
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)

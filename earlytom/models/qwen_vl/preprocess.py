@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from earlytom.errors import InputError
-from earlytom.models.preprocess import _resize_pass, _vertical_first
+from earlytom.models.preprocess import _resize_pass, _vertical_first, check_frames
 from earlytom.models.qwen_vl.architecture import QWEN25_VL_7B_VISION, QWEN_MAX_PIXELS
 
 PATCH = int(QWEN25_VL_7B_VISION["patch_size"])  # 14 px
@@ -200,7 +200,7 @@ def preprocess_video(
     Resized to `frame_size` on `device` (the frames' device when None), rescaled, normalised,
     padded to an even count, patchified; patches in `dtype`.
     """
-    _check_frames(frames)
+    check_frames(frames)
     try:
         rate = float(fps)
     except (TypeError, ValueError):
@@ -245,14 +245,3 @@ def hf_video_kwargs(inputs: QwenVideoInputs) -> dict[str, torch.Tensor]:
         "video_grid_thw": hf_video_grid_thw(inputs),
         "second_per_grid_ts": spg,
     }
-
-
-def _check_frames(frames: torch.Tensor) -> None:
-    if not isinstance(frames, torch.Tensor):
-        raise ValueError(f"frames must be a torch.Tensor, got {type(frames).__name__}")
-    if frames.dtype != torch.uint8:
-        raise ValueError(f"frames must be uint8 RGB, got dtype {frames.dtype}")
-    if frames.dim() != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must have shape (T, H, W, 3), got {tuple(frames.shape)}")
-    if 0 in frames.shape:
-        raise ValueError(f"frames must be non-empty, got shape {tuple(frames.shape)}")

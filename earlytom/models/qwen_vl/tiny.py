@@ -15,10 +15,9 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2_5_VLForConditionalGeneration
-from transformers.utils import logging as hf_logging
 
 from earlytom.models.qwen_vl.architecture import QWEN25_VL_7B_VISION, qwen25_vl_config
-from earlytom.models.tiny import SEED, TARGET_VOCAB, _corpus, cached_build
+from earlytom.models.tiny import SEED, TARGET_VOCAB, _corpus, cached_build, save_quietly
 
 # Bump whenever anything below changes what gets built: it names the cache folder.
 TINY_QWEN_VERSION = "1"
@@ -133,14 +132,7 @@ def build_tiny_qwen(out_dir: Path) -> None:
         eos_token_id=_token_id(tokenizer, "<|im_end|>"),
         pad_token_id=_token_id(tokenizer, "<|endoftext|>"),
     )
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # save_pretrained draws a shard bar; callers report progress
-    try:
-        model.save_pretrained(out_dir)
-        tokenizer.save_pretrained(out_dir)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    save_quietly(model, tokenizer, out_dir)
 
 
 def tiny_qwen_path(cache_dir: Path | None = None) -> Path:
